@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test suite: unit tests, notebook examples, a papermill run, and the nbdev sync check.
+# Arguments go to pytest (e.g. -m slow for the long end-to-end tests, -k retu).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+# Notebooks are the source: exporting and cleaning them must not change the tree.
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  snap() { git status --porcelain --untracked-files=all | sort; git diff | sha256sum; }
+  before=$(snap)
+  nbdev-export
+  nbdev-clean
+  after=$(snap)
+  if [ "$before" != "$after" ]; then
+    echo "FAIL: nbdev-export / nbdev-clean changed the tree (package or notebooks out of sync with nbs/):" >&2
+    diff <(echo "$before") <(echo "$after") >&2 || true
+    exit 1
+  fi
+fi
+set +e
+python -m pytest -n 2 -q "$@"
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then echo "FAIL: pytest collected no tests" >&2; exit 1; fi
+exit $rc
