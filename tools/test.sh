@@ -10,9 +10,10 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
   before=$(snap)
   nbdev-export
   nbdev-clean
+  python tools/readme.py
   after=$(snap)
   if [ "$before" != "$after" ]; then
-    echo "FAIL: nbdev-export / nbdev-clean changed the tree (package or notebooks out of sync with nbs/):" >&2
+    echo "FAIL: nbdev-export / nbdev-clean / tools/readme.py changed the tree (package, notebooks or README out of sync with nbs/):" >&2
     diff <(echo "$before") <(echo "$after") >&2 || true
     exit 1
   fi
