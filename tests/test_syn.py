@@ -1,0 +1,479 @@
+"""The synchronized SFT-RL methods (plasticity_nb.syn): each method's loss and gradient on a hand-made batch against an
+independent reference (plain autograd on the paper's formula, token by token, with log-probs and entropies taken
+from the model's logits, not from TRL's fused head), the handling of expert tokens (ratios, old log-probs, vLLM
+correction), the UPT gate, Prefix-RFT's masking and schedule, the expert trajectory scored in its group, FLOPs, and a
+short run of every method through `run_syn`."""
+import json, math, os, random
+import pytest, torch
+from datasets import Dataset
+from trl import GRPOTrainer
+from plasticity_nb.models import build_tokenizer, build_model
+from plasticity_nb.rewards import math_reward
+from plasticity_nb.flops import ModelDims, luffy_step_flops, upt_step_flops, grpo_step_flops, EXA
+from plasticity_nb.tasks import make_problem
+from plasticity_nb import syn
+from plasticity_nb.syn import (luffy_loss, srft_loss, srft_weights, upt_gate, prefix_bounds, sample_prefix_len,
+                               prefix_advantage_mask, METHODS, run_syn, syn_config, syn_settings, upt_gamma, check_mix_rows)
+
+torch.set_num_threads(1)
+ATOL = 1e-5
+
+# ---------------------------------------------------------------- fixtures: a tiny model and one trainer per method
+
+@pytest.fixture(scope='module')
+def tok(): return build_tokenizer()
+
+@pytest.fixture(scope='module')
+def rows():
+    return [make_problem(i, 2, 30) for i in range(8)]
+
+def _trainer(method, tok, rows, tmp, G=4, **kw):
+    cfg_cls, tr_cls = METHODS[method]
+    model = build_model('qwen2', tok, n_layers=1, hidden=32, n_heads=2, n_kv_heads=1, ffn=64, max_len=96, seed=1)
+    cfg = cfg_cls(output_dir=str(tmp), per_device_train_batch_size=2 * G, num_generations=G, max_completion_length=40,
+                  temperature=1.0, report_to='none', save_strategy='no', use_cpu=True, bf16=False, disable_tqdm=True,
+                  remove_unused_columns=False, **kw)
+    tr = tr_cls(model=model, reward_funcs=[math_reward], args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    tr.model.train()
+    return tr
+
+@pytest.fixture(scope='module')
+def trainers(tok, rows, tmp_path_factory):
+    d = tmp_path_factory.mktemp('trainers')
+    return {m: _trainer(m, tok, rows, d/m, G=5 if m == 'upt' else 4, entropy_coef=0.01) for m in METHODS}
+
+# ---------------------------------------------------------------- a hand-made batch and the independent reference
+
+PROMPTS = ['Compute 12+34.', 'Compute 56-78.', 'Compute 9*3+1.', 'Compute 9-2*3.']  # equal lengths: no prompt padding
+COMPS = ['12+34=46\n\\boxed{46}', '56-7', '9*3=27\n27+1=28\n\\boxed{28}', '40-6=34']
+
+def make_batch(tok, comps=COMPS, prompts=PROMPTS):
+    "prompt_ids / prompt_mask / completion_ids (EOS-terminated, right-padded) / completion_mask, as TRL passes them"
+    P = [tok(text=p)['input_ids'] for p in prompts]
+    assert len({len(p) for p in P}) == 1
+    C = [tok(text=c, add_special_tokens=False)['input_ids'] + [tok.eos_token_id] for c in comps]
+    T = max(len(c) for c in C)
+    cid = torch.tensor([c + [tok.pad_token_id] * (T - len(c)) for c in C])
+    cm = torch.tensor([[1] * len(c) + [0] * (T - len(c)) for c in C])
+    return dict(prompt_ids=torch.tensor(P), prompt_mask=torch.ones(len(P), len(P[0]), dtype=torch.long),
+                completion_ids=cid, completion_mask=cm)
+
+def ref_logps(model, b, temperature=1.0):
+    "log pi(y_t) and the entropy of pi at every completion position, from the plain logits (no TRL code)"
+    ids = torch.cat([b['prompt_ids'], b['completion_ids']], 1)
+    att = torch.cat([b['prompt_mask'], b['completion_mask']], 1)
+    P = b['prompt_ids'].size(1)
+    logits = model(input_ids=ids, attention_mask=att).logits[:, P - 1:-1].float() / temperature
+    lsm = logits.log_softmax(-1)
+    return lsm.gather(-1, b['completion_ids'][..., None]).squeeze(-1), -(lsm.exp() * lsm).sum(-1)
+
+def grads_of(model, loss):
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    g = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return g
+
+def assert_same_grads(g1, g2, atol=ATOL):
+    assert g1.keys() == g2.keys()
+    for n in g1: torch.testing.assert_close(g1[n], g2[n], atol=atol, rtol=1e-4, msg=lambda m: f"{n}: {m}")
+
+def tokens(b):
+    B, T = b['completion_ids'].shape
+    return [(i, t) for i in range(B) for t in range(T) if b['completion_mask'][i, t]]
+
+def entropy_bonus(ent, mask, coef): return coef * (ent * mask).sum() / mask.sum()
+
+# ---------------------------------------------------------------- LUFFY
+
+def test_luffy_shaped_gradient_per_token():
+    "Expert tokens: d loss / d p = -A gamma / (p + gamma)^2 / N, unclipped; on-policy tokens: the clipped ratio's gradient"
+    p = torch.tensor([[0.5, 0.2, 0.3, 0.9], [0.05, 0.6, 0.3, 0.999]], dtype=torch.float64, requires_grad=True)
+    old = torch.tensor([[0.3, 0.2, 0.6, 0.9], [0.5, 0.5, 0.5, 0.5]], dtype=torch.float64).log()
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]).bool()
+    off = torch.tensor([[0, 0, 0, 0], [1, 1, 1, 1]]).bool()
+    for A0 in (0.7, -0.7):
+        A = torch.tensor([A0, 1.5], dtype=torch.float64)
+        p.grad = None
+        loss, _ = luffy_loss(p.log(), old, A, mask, off, gamma=0.1, eps_low=0.2, eps_high=0.28)
+        loss.backward()
+        N, g, pd = 7, p.grad, p.detach()
+        torch.testing.assert_close(g[1], -1.5 * 0.1 / (pd[1] + 0.1) ** 2 / N)  # includes p = 0.999: no clip on expert tokens
+        # on-policy: r = p / p_old; token 0 has r = 5/3 (clipped above for A > 0), token 2 has r = 0.5 (clipped below for A < 0)
+        r = pd[0] / old[0].exp()
+        q = old[0].exp()
+        exp_on = torch.tensor([0.0 if A0 > 0 else -A0 / q[0] / N, -A0 / q[1] / N, -A0 / q[2] / N if A0 > 0 else 0.0],
+                              dtype=torch.float64)
+        torch.testing.assert_close(g[0, :3], exp_on)
+        assert g[0, 3] == 0 and r[0] > 1.28 and r[2] < 0.8
+
+def test_luffy_trainer_matches_reference(trainers, tok):
+    "LUFFYTrainer._compute_loss: loss and every parameter gradient equal a token-by-token autograd reference"
+    tr = trainers['luffy']; m = tr.model
+    b = make_batch(tok)
+    B, T = b['completion_ids'].shape
+    off = torch.zeros(B, T, dtype=torch.bool); off[1] = b['completion_mask'][1].bool(); off[3] = b['completion_mask'][3].bool()
+    with torch.no_grad(): lp0, _ = ref_logps(m, b)
+    old = lp0 + torch.linspace(-0.4, 0.4, B * T).view(B, T)  # ratios inside and outside the clip range
+    A = torch.tensor([0.9, 1.2, -0.6, -0.3])
+    isr = 1 + 0.2 * torch.sin(torch.arange(B * T).float()).view(B, T)  # a vLLM correction on the sampled tokens
+    inputs = dict(b, advantages=A, off_mask=off, expert_row=off.any(1), old_per_token_logps=old.clone(),
+                  importance_sampling_ratio=torch.where(off, 1.0, isr), num_items_in_batch=b['completion_mask'].sum())
+    loss = tr._compute_loss(m, inputs)
+    g = grads_of(m, loss)
+    lp, ent = ref_logps(m, b)
+    a, N, total = tr.args, b['completion_mask'].sum(), 0
+    for i, t in tokens(b):
+        if off[i, t]:
+            p = lp[i, t].exp(); total = total - A[i] * p / (p + a.gamma)
+        else:
+            r = (lp[i, t] - old[i, t]).exp()
+            total = total - isr[i, t] * torch.minimum(r * A[i], r.clamp(1 - tr.epsilon_low, 1 + tr.epsilon_high) * A[i])
+    ref = total / N - entropy_bonus(ent, b['completion_mask'], a.entropy_coef)
+    torch.testing.assert_close(loss, ref, atol=ATOL, rtol=1e-4)
+    assert_same_grads(g, grads_of(m, ref))
+    # TRL's old log-probs and vLLM ratios never touch expert tokens: garbage there (even NaN) changes nothing
+    for bad_isr in (torch.where(off, float('inf'), isr), torch.where(off.any(1, keepdim=True), float('nan'), isr)):
+        bad = dict(inputs, old_per_token_logps=torch.where(off, float('nan'), old), importance_sampling_ratio=bad_isr)
+        loss_bad = tr._compute_loss(m, bad)
+        torch.testing.assert_close(loss_bad, loss, atol=ATOL, rtol=1e-5)
+        assert_same_grads(grads_of(m, loss_bad), g)
+
+# ---------------------------------------------------------------- SRFT
+
+def test_srft_trainer_matches_reference_and_stops_weight_gradients(trainers, tok):
+    "SRFTTrainer._compute_loss: the three terms with w_sft = 0.5 sg(e^-H), w_rl = 0.1 sg(e^H); no gradient through the weights"
+    tr = trainers['srft']; m = tr.model
+    b = make_batch(tok)
+    B, T = b['completion_ids'].shape
+    off = torch.zeros(B, T, dtype=torch.bool); off[0] = b['completion_mask'][0].bool()  # row 0: the expert trajectory
+    correct = torch.tensor([True, True, False, False])  # row 1 a positive rollout, rows 2-3 negatives
+    A = torch.tensor([0.75, 0.75, -0.25, -0.25])
+    mask = b['completion_mask'].bool()
+    inputs = dict(b, advantages=A, off_mask=off, expert_row=off.any(1), correct=correct,
+                  num_items_in_batch=mask.sum(), num_demo_tokens=(mask & off).sum())
+    loss = tr._compute_loss(m, inputs)
+    g = grads_of(m, loss)
+    a = tr.args
+
+    def reference(stopgrad):
+        lp, ent = ref_logps(m, b)
+        Hseq = [ent[i][mask[i]].mean() for i in range(B)]
+        Hseq = [h.detach() if stopgrad else h for h in Hseq]
+        N, N_demo = mask.sum(), (mask & off).sum()
+        sft = rl_demo = rl_self = 0
+        for i, t in tokens(b):
+            if off[i, t]:
+                sft = sft - 0.5 * torch.exp(-Hseq[i]) * lp[i, t] / N_demo
+                p = lp[i, t].exp(); rl_demo = rl_demo - A[i] * p / (p + 0.1) / N
+            elif correct[i]: rl_self = rl_self - 0.1 * torch.exp(Hseq[i]) * lp[i, t] / N
+            else: rl_self = rl_self + lp[i, t] / N
+        return sft + rl_demo + rl_self - entropy_bonus(ent, mask, a.entropy_coef), (sft, rl_demo, rl_self)
+
+    ref, parts = reference(stopgrad=True)
+    torch.testing.assert_close(loss, ref, atol=ATOL, rtol=1e-4)
+    assert_same_grads(g, grads_of(m, ref))
+    no_sg, _ = reference(stopgrad=False)
+    g_no_sg = grads_of(m, no_sg)
+    assert max((g[n] - g_no_sg[n]).abs().max() for n in g) > 1e-4  # the stop-gradient matters, and is applied
+    # the logged terms are the three terms of the reference
+    logged = {k: tr._metrics['train'][f'syn/{k}'][-1] for k in ('sft_demo', 'rl_demo', 'rl_self')}
+    for k, v in zip(('sft_demo', 'rl_demo', 'rl_self'), parts): assert abs(logged[k] - float(v)) < 1e-4
+
+def test_srft_weights_by_hand():
+    ent = torch.tensor([[1.0, 3.0, 9.0], [0.5, 0.5, 0.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0]]).bool()
+    w_sft, w_rl = srft_weights(ent, mask)
+    torch.testing.assert_close(w_sft, torch.tensor([0.5 * math.exp(-2.0), 0.5 * math.exp(-0.5)]))
+    torch.testing.assert_close(w_rl, torch.tensor([0.1 * math.exp(2.0), 0.1 * math.exp(0.5)]))
+
+# ---------------------------------------------------------------- UPT
+
+def _upt_out(tr, n_correct, B_prompts=3):
+    "TRL-like output of one round and the round's rewards: prompt j has n_correct[j] correct rollouts of g_on"
+    G, g_on = tr.num_generations, tr.g_on
+    r = torch.zeros(B_prompts * G)
+    for j, k in enumerate(n_correct):
+        r[j * G:j * G + k] = 1.0; r[j * G + g_on:(j + 1) * G] = 1.0  # the expert slot is correct
+    tr._round_rewards = r[:, None]
+    return dict(completion_ids=torch.zeros(B_prompts * G, 3, dtype=torch.long), advantages=torch.full((B_prompts * G,), 9.0)), r
+
+def test_upt_gate_switches_per_prompt(trainers):
+    "pass rate <= gamma: the prompt's expert trajectory gets SFT, its rollouts nothing; > gamma: RL on the rollouts"
+    tr = trainers['upt']; G = tr.num_generations  # 4 rollouts + 1 expert slot
+    test_cases = {0.0: [False, True, True], 0.25: [False, False, True]}  # Qwen and Llama gates, pass rates 0, 1/4, 2/4
+    for gamma, is_rl in test_cases.items():
+        tr.args.gamma = gamma
+        out, r = _upt_out(tr, [0, 1, 2])
+        out = tr._after_scoring(out, None)
+        for j, rl in enumerate(is_rl):
+            rows = slice(j * G, (j + 1) * G)
+            assert out['rl_row'][rows].tolist() == [rl] * 4 + [False]
+            assert out['sft_row'][rows].tolist() == [False] * 4 + [not rl]
+            r_on = r[rows][:4]
+            torch.testing.assert_close(out['advantages'][rows], torch.cat([r_on - r_on.mean(), torch.zeros(1)]))
+    tr.args.gamma = 0.0
+    test_eq_gate = upt_gate(torch.tensor([0.0, 0.25, 0.26]), 0.25).tolist()
+    assert test_eq_gate == [False, False, True]
+    assert upt_gamma('qwen2') == 0.0 and upt_gamma('llama') == 0.25
+    with pytest.raises(ValueError, match='gamma'): upt_gamma('gpt2')
+
+def test_upt_trainer_matches_reference(trainers, tok):
+    "UPTTrainer._compute_loss = RL on the gated-RL rollouts (token mean) + NLL on the gated-SFT expert rows (token mean)"
+    tr = trainers['upt']; m = tr.model
+    b = make_batch(tok)
+    mask = b['completion_mask'].bool()
+    rl_row, sft_row = torch.tensor([True, True, False, False]), torch.tensor([False, False, True, False])  # row 3: neither
+    with torch.no_grad(): lp0, _ = ref_logps(m, b)
+    old = lp0 + 0.3 * torch.sin(torch.arange(lp0.numel()).float()).view_as(lp0)
+    A = torch.tensor([0.5, -0.5, 0.0, 3.0])
+    n = mask.sum(1)
+    inputs = dict(b, advantages=A, off_mask=torch.zeros_like(mask), expert_row=sft_row, rl_row=rl_row, sft_row=sft_row,
+                  old_per_token_logps=old, num_rl_tokens=(n * rl_row).sum(), num_sft_tokens=(n * sft_row).sum())
+    loss = tr._compute_loss(m, inputs)
+    g = grads_of(m, loss)
+    a = tr.args
+    lp, ent = ref_logps(m, b)
+    rl, sft = 0, 0
+    for i, t in tokens(b):
+        if rl_row[i]:
+            r = (lp[i, t] - old[i, t]).exp()
+            rl = rl - torch.minimum(r * A[i], r.clamp(1 - tr.epsilon_low, 1 + tr.epsilon_high) * A[i])
+        elif sft_row[i]: sft = sft - lp[i, t]
+    trained = mask & (rl_row | sft_row)[:, None]
+    ref = rl / (n * rl_row).sum() + sft / (n * sft_row).sum() - entropy_bonus(ent, trained, a.entropy_coef)
+    torch.testing.assert_close(loss, ref, atol=ATOL, rtol=1e-4)
+    assert_same_grads(g, grads_of(m, ref))
+
+# ---------------------------------------------------------------- Prefix-RFT
+
+def test_prefix_schedule_and_lengths():
+    "lower bound lo_end + (lo_start - lo_end)(1 + cos(pi t))/2 from 95% to 5%, upper 95%; lengths inside the bounds"
+    for t in (0, 0.1, 0.25, 0.5, 0.75, 1.0):
+        lo, hi = prefix_bounds(t)
+        assert abs(lo - (0.05 + 0.45 * (1 + math.cos(math.pi * t)))) < 1e-12 and hi == 0.95
+    assert prefix_bounds(0.0) == pytest.approx((0.95, 0.95)) and prefix_bounds(1.0) == pytest.approx((0.05, 0.95))
+    assert prefix_bounds(2.0) == prefix_bounds(1.0)
+    rng = random.Random(0)
+    for t in (0.0, 0.3, 1.0):
+        lo, hi = prefix_bounds(t)
+        L = [sample_prefix_len(200, lo, hi, rng, 2.0, 2.0) for _ in range(300)]
+        assert int(200 * lo) <= min(L) and max(L) <= int(200 * hi)
+        if t == 1.0: assert max(L) - min(L) > 100  # the Beta draw spreads over [5%, 95%]
+    assert sample_prefix_len(3, 0.95, 0.95, rng) == 2  # at most n - 1 tokens of prefix
+
+def test_prefix_trainer_plan_follows_schedule(trainers, rows):
+    tr = trainers['prefix_rft']
+    n = len(tr._expert_ids(rows[0]['completion'])) - 1
+    tr.state.max_steps = 100
+    for step in (0, 50, 100):
+        tr.state.global_step = step
+        lo, hi = prefix_bounds(step / 100)
+        for _ in range(20):
+            kind, pre = tr._off_slot(rows[0])
+            assert kind == 'prefix' and int(n * lo) <= len(pre) <= int(n * hi)
+            assert pre == tr._expert_ids(rows[0]['completion'])[:len(pre)]
+    tr.state.global_step = 0
+
+def test_prefix_advantage_mask_by_hand():
+    "the 80% lowest-entropy prefix tokens lose their advantage; continuation tokens keep it"
+    ent = torch.tensor([[5., 1., 2., 3., 4., 0.5, 0.1, 0.2, 0.3, 0.4, 0.0, 0.0],
+                        [1., 2., 3., 4., 5., 6., 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    off = torch.tensor([[1] * 10 + [0, 0], [1] * 3 + [0] * 9]).bool()
+    keep = prefix_advantage_mask(ent, off, 0.2)
+    assert keep[0].tolist() == [True, False, False, False, True] + [False] * 5 + [True, True]  # top 2 of 10: 5.0 and 4.0
+    assert keep[1].tolist() == [False, False, True] + [True] * 9  # ceil(0.6) = 1 of 3: the 3.0
+
+def test_prefix_trainer_matches_reference(trainers, tok):
+    "PrefixRFTTrainer._compute_loss: clipped objective with A_t = 0 on the 80% lowest-entropy prefix tokens"
+    tr = trainers['prefix_rft']; m = tr.model
+    b = make_batch(tok)
+    mask = b['completion_mask'].bool()
+    B, T = mask.shape
+    off = torch.zeros(B, T, dtype=torch.bool); off[2, :11] = True; off[0, :4] = True  # two hybrid rollouts
+    with torch.no_grad(): lp0, ent0 = ref_logps(m, b)
+    old = lp0 + 0.3 * torch.cos(torch.arange(lp0.numel()).float()).view_as(lp0)
+    A = torch.tensor([1.0, -0.5, 0.8, -0.2])
+    inputs = dict(b, advantages=A, off_mask=off, expert_row=torch.zeros(B, dtype=torch.bool), old_per_token_logps=old,
+                  num_items_in_batch=mask.sum())
+    loss = tr._compute_loss(m, inputs)
+    g = grads_of(m, loss)
+    a = tr.args
+    lp, ent = ref_logps(m, b)
+    kept = {}
+    for i in range(B):  # the top ceil(20%) prefix tokens by entropy, ranked with plain Python
+        pre = [t for t in range(T) if off[i, t]]
+        top = sorted(pre, key=lambda t: -float(ent0[i, t]))[:math.ceil(0.2 * len(pre))]
+        kept.update({(i, t): t in top for t in pre})
+    total = 0
+    for i, t in tokens(b):
+        At = A[i] * kept.get((i, t), True)
+        r = (lp[i, t] - old[i, t]).exp()
+        total = total - torch.minimum(r * At, r.clamp(1 - tr.epsilon_low, 1 + tr.epsilon_high) * At)
+    ref = total / mask.sum() - entropy_bonus(ent, mask, a.entropy_coef)
+    torch.testing.assert_close(loss, ref, atol=ATOL, rtol=1e-4)
+    assert_same_grads(g, grads_of(m, ref))
+    assert sum(kept.values()) == 3 + 1  # ceil(2.2) of 11 and ceil(0.8) of 4
+    # the vLLM correction has no sampler log-prob for prefix tokens: whatever is passed there is ignored
+    with_isr = tr._compute_loss(m, dict(inputs, importance_sampling_ratio=torch.where(off, 5.0, 1.0)))
+    torch.testing.assert_close(with_isr, loss, atol=ATOL, rtol=1e-5)
+    m.zero_grad(set_to_none=True)
+
+# ---------------------------------------------------------------- the group: generation, scoring, bookkeeping
+
+def test_expert_in_group_is_scored_by_the_reward(trainers, rows, tok):
+    "The expert trajectory sits in the last slot, is scored by math_reward (1.0) and enters the group's advantages"
+    tr = trainers['luffy']; G = tr.num_generations
+    assert math_reward([rows[0]['completion']], [rows[0]['answer']]) == [1.0]
+    inputs = [r for r in rows[:2] for _ in range(G)]
+    out, grp = tr._generate_round(inputs)
+    texts = tok.batch_decode(out['completion_ids'], skip_special_tokens=True)
+    R = tr._round_rewards[:, 0]
+    for j in range(2):
+        e = j * G + G - 1
+        assert out['expert_row'][e] and texts[e] == rows[j]['completion'] and R[e] == 1.0
+        assert out['off_mask'][e].sum() == out['completion_mask'][e].sum()  # every expert token, EOS included
+        assert not out['off_mask'][j * G:e].any()
+        torch.testing.assert_close(out['advantages'][j * G:(j + 1) * G], R[j * G:(j + 1) * G] - R[j * G:(j + 1) * G].mean())
+    assert out['advantages'][G - 1] > 0 and grp.shape == (2, G - 1)  # the collapse guard sees the rollouts only
+    torch.testing.assert_close(out['correct'].float(), (R > 0).float())
+
+def _fake_out(B, T, with_seq_isr=False):
+    g = torch.Generator().manual_seed(0)
+    return dict(completion_ids=torch.ones(B, T, dtype=torch.long), completion_mask=torch.ones(B, T, dtype=torch.long),
+                old_per_token_logps=-torch.rand(B, T, generator=g),
+                importance_sampling_ratio=(0.5 + torch.rand(B, 1 if with_seq_isr else T, generator=g)))
+
+def test_expert_tokens_get_pi_phi_one_and_no_vllm_correction(trainers):
+    "After scoring: log pi_old = log pi_phi = 0 on expert rows; vLLM ratio 1 on expert and prefix tokens; rollouts untouched"
+    tr = trainers['luffy']; G, T = tr.num_generations, 6
+    tr._round_rewards = torch.zeros(G, 1)
+    for seq in (False, True):
+        out = _fake_out(G, T, seq); ref = {k: v.clone() for k, v in out.items()}
+        plan = [('on', None)] * (G - 1) + [('expert', [5, 6, 7])]
+        out = tr._mark_off_policy(out, plan)
+        assert out['off_mask'][-1].tolist() == [True] * 3 + [False] * 3 and not out['off_mask'][:-1].any()
+        assert (out['old_per_token_logps'][-1] == 0).all()
+        torch.testing.assert_close(out['old_per_token_logps'][:-1], ref['old_per_token_logps'][:-1])
+        isr = out['importance_sampling_ratio']
+        assert (isr[-1, :3] == 1).all() if not seq else isr[-1, 0] == 1
+        torch.testing.assert_close(isr[:-1], ref['importance_sampling_ratio'][:-1])
+    tp = trainers['prefix_rft']
+    tp._round_rewards = torch.zeros(G, 1)
+    out = _fake_out(G, T); ref = {k: v.clone() for k, v in out.items()}
+    out = tp._mark_off_policy(out, [('on', None)] * (G - 1) + [('prefix', [5, 6])])
+    assert (out['importance_sampling_ratio'][-1, :2] == 1).all()
+    torch.testing.assert_close(out['importance_sampling_ratio'][-1, 2:], ref['importance_sampling_ratio'][-1, 2:])
+    torch.testing.assert_close(out['old_per_token_logps'], ref['old_per_token_logps'])  # pi_old of the prefix: the policy's own
+
+def test_generation_splices_experts_and_prefixes(trainers, monkeypatch):
+    "On-policy rows are generated g_on per prompt; prefix rows continue prompt + prefix; unsampled tokens get NaN log-probs"
+    calls = []
+    def fake(self, prompt_ids, images, mm, num_generations, has_tool_images=False):
+        calls.append(([list(p) for p in prompt_ids], num_generations))
+        return [[100 + i, 200 + i] for i in range(len(prompt_ids))], [[-0.5, -0.25] for _ in prompt_ids]
+    monkeypatch.setattr(GRPOTrainer, '_generate_single_turn', fake)
+    tr = trainers['prefix_rft']; G = tr.num_generations
+    tr._plan = [('on', None)] * (G - 1) + [('prefix', [7, 8, 9])] + [('on', None)] * (G - 1) + [('prefix', [])]
+    prompts = [[1, 2]] * G + [[3, 4]] * G
+    try: ids, lps = tr._generate_single_turn(prompts, None, {}, G)
+    finally: tr._plan = None
+    assert calls[0] == ([[1, 2]] * (G - 1) + [[3, 4]] * (G - 1), G - 1)
+    assert calls[1] == ([[1, 2, 7, 8, 9], [3, 4]], 1)
+    assert ids[G - 1] == [7, 8, 9, 100, 200] and ids[2 * G - 1] == [101, 201]
+    assert all(math.isnan(x) for x in lps[G - 1][:3]) and lps[G - 1][3:] == [-0.5, -0.25]
+    tl = trainers['luffy']
+    tl._plan = [('on', None)] * (G - 1) + [('expert', [7, 8, 9, 2])]
+    try: ids, lps = tl._generate_single_turn([[1, 2]] * G, None, {}, G)
+    finally: tl._plan = None
+    assert ids[-1] == [7, 8, 9, 2] and all(math.isnan(x) for x in lps[-1]) and len(calls) == 3 and calls[2][1] == G - 1
+
+def test_rows_need_the_expert_trajectory(trainers, rows):
+    with pytest.raises(KeyError, match="'completion'"): trainers['luffy']._off_slot({'prompt': 'x', 'answer': '1'})
+    with pytest.raises(ValueError, match='row 1'): check_mix_rows([rows[0], {'prompt': 'a', 'answer': '1'}])
+
+def test_step_flops_follow_the_paper(trainers):
+    "LUFFY/SRFT 4(B G S_on + B N S_off)F; UPT (G S_on + 3(N_on S_on + N_off S_off))F; Prefix-RFT as GRPO"
+    tl, tu, tp = trainers['luffy'], trainers['upt'], trainers['prefix_rft']
+    dims = ModelDims.from_config(tl.model.config)
+    S = torch.tensor([30., 40, 50, 20] * 2); kind = torch.tensor([0, 0, 0, 1] * 2)
+    assert tl.step_flops(S, kind, {}) == pytest.approx(luffy_step_flops(dims, 2, 40.0, 20.0, 3, 1))
+    assert tp.step_flops(S, torch.tensor([0, 0, 0, 2] * 2), {}) == pytest.approx(grpo_step_flops(dims, 2, 4, 35.0))
+    Su = torch.tensor([30., 40, 50, 60, 25] * 2); ku = torch.tensor([0, 0, 0, 0, 1] * 2)
+    out = dict(rl_row=torch.tensor([1, 1, 1, 1, 0] + [0] * 5).bool(), sft_row=torch.tensor([0] * 9 + [1]).bool())
+    assert tu.step_flops(Su, ku, out) == pytest.approx(upt_step_flops(dims, 8, 45.0, 4, 1, 25.0))
+
+def test_syn_config_shares_the_rl_settings(tmp_path):
+    from plasticity_nb.rl import grpo_config
+    g = grpo_config(tmp_path, lr=1e-4, batch=4, group_size=8, steps=5, max_new_tokens=64)
+    for method in METHODS:
+        c = syn_config(method, tmp_path, lr=1e-4, batch=4, group_size=8, steps=5, max_new_tokens=64)
+        for k in ('learning_rate', 'lr_scheduler_type', 'weight_decay', 'max_grad_norm', 'temperature', 'top_p',
+                  'max_completion_length', 'max_steps', 'beta', 'epsilon', 'epsilon_high', 'gradient_accumulation_steps'):
+            assert getattr(c, k) == getattr(g, k), (method, k)
+        assert c.scale_rewards == 'none' and c.entropy_coef == 0.001
+        assert c.num_generations == (9 if method == 'upt' else 8)
+    assert syn_config('upt', tmp_path).learning_rate == 5e-6 and syn_config('luffy', tmp_path).learning_rate == 1e-6
+
+# ---------------------------------------------------------------- smoke: every method through run_syn
+
+@pytest.fixture(scope='module')
+def base_dir(tok, tmp_path_factory):
+    d = tmp_path_factory.mktemp('base')/'base'
+    model = build_model('qwen2', tok, n_layers=1, hidden=32, n_heads=2, n_kv_heads=1, ffn=64, max_len=96, seed=0)
+    model.save_pretrained(d); tok.save_pretrained(d)
+    return d
+
+@pytest.mark.parametrize('method', list(METHODS))
+def test_run_syn_smoke(method, base_dir, tmp_path):
+    "Two steps of each method into a run folder: DONE, train rows with the method's FLOPs, eval rows, reuse when done"
+    rows = [make_problem(i, 2, 30) for i in range(16)]
+    calls = []
+    def evaluate_fn(model, tokenizer): calls.append(1); return {'overall': 0.0}
+    s = run_syn(method, base_dir, rows, tmp_path/'run', lr=1e-3, batch=2, group_size=4, steps=2, eval_every=1,
+                max_new_tokens=32, rollout_engine='hf', evaluate_fn=evaluate_fn)
+    assert s['status'] == 'done' and s['steps'] == 2 and s['exaflops'] > 0
+    assert (tmp_path/'run'/'DONE').exists() and len(calls) == 3  # before training and after each step
+    lines = [json.loads(l) for l in (tmp_path/'run'/'metrics.jsonl').read_text().splitlines()]
+    train = [r for r in lines if r.get('event') == 'train' and 'loss' in r]
+    assert len(train) == 2 and all(math.isfinite(r['loss']) for r in train)
+    assert sum(r['rl/flops'] for r in train) / EXA == pytest.approx(train[-1]['exaflops'])
+    assert [r['step'] for r in lines if r.get('event') == 'eval'] == [0, 1, 2]
+    if method in ('luffy', 'srft'):
+        dims = ModelDims.from_config(json.loads((base_dir/'config.json').read_text()))
+        r = train[0]
+        assert r['rl/flops'] == pytest.approx(luffy_step_flops(dims, 2, r['syn/S_on'], r['syn/S_off'], 3, 1), rel=1e-6)
+        assert r['syn/reward_off'] == 1.0  # the expert trajectories are correct
+    assert run_syn(method, base_dir, rows, tmp_path/'run', steps=2) == json.loads((tmp_path/'run'/'DONE').read_text())
+
+def test_resume_is_exact(base_dir, tmp_path):
+    "A Prefix-RFT run killed after step 1 and resumed logs the same losses, prefix lengths and FLOPs as one run through"
+    import shutil
+    rows = [make_problem(i, 2, 30) for i in range(16)]
+    kw = dict(lr=1e-3, batch=2, group_size=4, steps=3, max_new_tokens=32, rollout_engine='hf', save_every=1)
+    run_syn('prefix_rft', base_dir, rows, tmp_path/'a', **kw)
+    run_syn('prefix_rft', base_dir, rows, tmp_path/'b', **kw)
+    (tmp_path/'b'/'DONE').unlink()
+    for d in (tmp_path/'b'/'checkpoints').glob('checkpoint-*'):
+        if d.name != 'checkpoint-1': shutil.rmtree(d)
+    s = run_syn('prefix_rft', base_dir, rows, tmp_path/'b', **kw)
+    rd = lambda p: [r for r in map(json.loads, (p/'metrics.jsonl').read_text().splitlines()) if 'loss' in r]
+    a, b = rd(tmp_path/'a'), rd(tmp_path/'b')
+    assert [r['step'] for r in b] == [1, 2, 3]
+    for x, y in zip(a, b):
+        for k in ('loss', 'syn/S_off', 'syn/S_on', 'exaflops'): assert x[k] == y[k], (x['step'], k)
+    assert s['exaflops'] == json.loads((tmp_path/'a'/'DONE').read_text())['exaflops']
+
+def test_syn_settings_follow_the_profile():
+    from plasticity_nb.config import load_profile
+    from plasticity_nb.rl import rl_settings
+    p = load_profile('tiny')
+    r = rl_settings(p)
+    for m in METHODS:
+        s = syn_settings(p, m, steps=7)
+        assert s['steps'] == 7 and s['batch'] == r['batch'] and s['group_size'] == r['group_size']
+        assert s['lr'] == pytest.approx(r['lr'] * (5 if m == 'upt' else 1))
+        assert 'gen_batch' not in s and 'eps_high' not in s
+        import inspect
+        assert set(s) <= set(inspect.signature(run_syn).parameters)  # every setting is a run_syn argument
+    with pytest.raises(ValueError, match='method'): syn_settings(p, 'dapo')
