@@ -46,5 +46,5 @@ def test_failing_notebook_fails_the_batch_and_leaves_nothing_half_written(tmp_pa
     monkeypatch.setitem(R.FIGURES, 'boom', R.Figure('boom', 'a failing figure', needs='train'))
     o = R.run_figure(R.FIGURES['boom'], prof, tmp_path/'o')
     assert o.status == 'failed' and 'bad parameter x' in o.reason
-    assert not (tmp_path/'o'/'boom.ipynb').exists()
+    assert not (tmp_path/'o'/'boom.ipynb').exists() and (tmp_path/'o'/'boom.failed.ipynb').exists()
     assert not list((tmp_path/'o').glob('*.part*'))
