@@ -13,7 +13,7 @@ def _settings(tmp_path, retu_cache):
                  f"retu_fit_settings = {ROOT.parent/'shared'/'retu'/'fit_settings.json'}\n[tiny]\n")
     return p
 
-@pytest.mark.parametrize('sub', ['reproduce', 'profiles', 'fit'])
+@pytest.mark.parametrize('sub', ['reproduce', 'profiles', 'fit', 'train'])
 def test_every_subcommand_has_help(sub):
     r = subprocess.run([str(EXE), sub, '--help'], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and 'usage' in r.stdout.lower(), r.stderr
