@@ -174,3 +174,15 @@ def test_curve_rows_have_the_tidy_columns(tmp_path):
     sft = Run(tmp_path/'sft-x'); sft.append_metrics(dict(step=3, event='eval', stage='sft', exaflops=0.7, scores=dict(a=1.0)))
     r, = curve_rows(sft, dataset='easy', paradigm='sft')
     assert r['sft_exaflops'] == 0.7 and r['branch_step'] != r['branch_step']   # NaN for sft rows
+
+
+def test_ensure_waits_for_a_concurrent_holder_then_reuses(tmp_path):
+    import threading, time
+    from plasticity_nb.runs import ensure
+    calls = []
+    def fn(run):
+        calls.append(1); time.sleep(0.5); return dict(status='done')
+    ts = [threading.Thread(target=ensure, args=(tmp_path, 'sft', dict(a=1), fn)) for _ in range(2)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    assert len(calls) == 1  # the second caller waited for the first and found the run DONE
