@@ -149,6 +149,38 @@ def test_config_presets_match_the_paper(tmp_path):
     with pytest.raises(ValueError, match='variant'): dapo_config(tmp_path, 'x')
 
 
+
+def starts_with_seven(completions, **kw):
+    "A reward a random policy earns about once in a hundred samples: the completion starts with '7'"
+    return [float(c[:1] == '7') for c in completions]
+
+
+@pytest.mark.parametrize('algo', ['grpo', 'dapo'])
+def test_policy_gradient_raises_a_learnable_reward(tmp_path, algo):
+    "The direction of the update: 30 steps on a reward the policy can reach make it several times more frequent"
+    tok = build_tokenizer()
+    model = build_model('qwen2', tok, **TINY)
+    p0 = _first_char_prob(model, tok, '7')
+    make = (lambda **k: dapo_config(tmp_path, 'dc', gen_batch=8, **k)) if algo == 'dapo' else (lambda **k: grpo_config(tmp_path, **k))
+    args = make(lr=3e-3, batch=8, group_size=8, steps=30, max_new_tokens=4, temperature=1.0, collapse_patience=0)
+    rows = [dict(prompt=f'Q{i}:', answer='7') for i in range(32)]
+    tr = DAPOTrainer(model=model, reward_funcs=[starts_with_seven], args=args, train_dataset=Dataset.from_list(rows),
+                     processing_class=tok)
+    tr.train()
+    rewards = [l['reward'] for l in tr.state.log_history if 'reward' in l]
+    assert len(rewards) == 30
+    p1 = _first_char_prob(tr.model, tok, '7')
+    # an exact measure of the policy, not the sampled rewards: P('7' first) over the training prompts
+    assert p0 < 0.03 and p1 > 4 * p0 and p1 > 0.08, (p0, p1)
+    assert sum(rewards[-5:]) / 5 > 2 * sum(rewards[:5]) / 5
+
+
+def _first_char_prob(model, tok, ch, n=32):
+    "Mean probability (temperature 1) that the completion of the prompts 'Q{i}:' starts with `ch`"
+    enc = tok([f'Q{i}:' for i in range(n)], return_tensors='pt', padding=True)
+    with torch.no_grad(): logits = model(**enc).logits[:, -1]
+    return float(logits.softmax(-1)[:, tok.convert_tokens_to_ids(ch)].mean())
+
 # --- whole runs -----------------------------------------------------------------------------------------------
 
 BENCH = dict(small=[dict(prompt='1+1=', answer='2'), dict(prompt='2+3=', answer='5')],
