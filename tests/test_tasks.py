@@ -62,12 +62,21 @@ def test_example_format():
 def test_every_set_is_correct(world):
     for k, rows in world.items():
         for r in (sum(rows.values(), []) if k == 'benchmarks' else rows):
-            if k == 'pretrain' and 'text' in r:  # arithmetic facts: every line 'a op b=c' must be right
-                for line in r['text'].split('\n'):
-                    m = re.fullmatch(r'(\d+)([+*-])(\d+)=(\d+)', line)
-                    assert m, line
-                    a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
-                    assert {'+': a + b, '-': a - b, '*': a * b}[op] == c, line
+            if k == 'pretrain' and 'text' in r:
+                lines = r['text'].split('\n')
+                if re.fullmatch(r'\d+[+*-]\d+=\d+', lines[0]):  # arithmetic facts: every line 'a op b=c' must be right
+                    for line in lines:
+                        m = re.fullmatch(r'(\d+)([+*-])(\d+)=(\d+)', line)
+                        assert m, line
+                        a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+                        assert {'+': a + b, '-': a - b, '*': a * b}[op] == c, line
+                else:  # an expression reading: the expression, its first value, then each operation in order
+                    v = int(lines[1])
+                    for line in lines[2:]:
+                        m = re.fullmatch(r'([+*-])(\d+)', line)
+                        assert m, (line, r['text'])
+                        v = {'+': v + int(m[2]), '-': v - int(m[2]), '*': v * int(m[2])}[m[1]]
+                    assert v == post_order(f"Compute {lines[0]}.\n")[0], r['text']
             elif k == 'pretrain':
                 value, _ = post_order(r['prompt'])
                 assert r['completion'] == f"\\boxed{{{value}}}" and r['answer'] == str(value) and r['difficulty'] in (1, 2)
@@ -145,8 +154,9 @@ def test_direct_answer_corpus_excludes():
 
 
 def test_impossible_size_is_a_clear_error():
-    with pytest.raises(ValueError, match="could not draw .* distinct problems"):
-        build_world(dict(world_full=40000), seed=0)
+    # values below 30 and operands up to 9 allow about 520 distinct one-step problems; 6000 rows need 1000 of them
+    with pytest.raises(ValueError, match="could not draw .* distinct problems.*world_limit=30, world_max_operand=9"):
+        build_world(dict(world_full=6000, world_limit=30, world_max_operand=9), seed=0)
 
 
 def test_save_load_cache(tmp_path, world):
