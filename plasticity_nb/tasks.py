@@ -12,11 +12,11 @@ from .config import SCHEMA
 
 # %% auto #0
 __all__ = ['ALPHABET', 'LIMIT', 'BASE_OPERAND', 'MAX_MULT', 'PROMPT', 'PRETRAIN_LEVELS', 'PRETRAIN_MIX', 'FULL_LEVELS',
-           'S1K_LEVELS', 'MIX_FRACTION', 'PAPER_SIZES', 'BENCH_LEVELS', 'BENCH_FRACTION', 'MIN_BENCH', 'WORLD_VERSION',
+           'S1K_LEVELS', 'RL_LEVELS', 'PAPER_SIZES', 'BENCH_LEVELS', 'BENCH_FRACTION', 'MIN_BENCH', 'WORLD_VERSION',
            'BENCH_SIZES', 'WORLD_KEYS', 'max_operand', 'make_problem', 'direct_answer_corpus', 'arithmetic_facts',
-           'expression_readings', 'pretrain_corpus', 'bench_sizes', 'build_world', 'check_disjoint', 'world_summary',
-           'length_by_difficulty', 'to_dataset', 'write_jsonl', 'read_jsonl', 'save_world', 'load_world', 'world_key',
-           'cached_world']
+           'expression_readings', 'pretrain_corpus', 'bench_sizes', 'rl_levels', 'build_world', 'check_disjoint',
+           'world_summary', 'length_by_difficulty', 'to_dataset', 'write_jsonl', 'read_jsonl', 'save_world',
+           'load_world', 'world_key', 'cached_world']
 
 # %% ../nbs/01_tasks.ipynb #0aa48242
 ALPHABET = "\n ()*+-.0123456789=C\\bdemoptux{}"  # every character of every prompt and completion
@@ -140,11 +140,11 @@ def pretrain_corpus(rng:random.Random|int, n:int,  # random generator; number of
 # %% ../nbs/01_tasks.ipynb #a93a7061
 FULL_LEVELS = (1, 2, 3, 4, 5, 6)
 S1K_LEVELS = (6, 7)
-MIX_FRACTION = 0.6   # share of RL prompts taken from `full` (the MIX analogue)
+RL_LEVELS = (2, 3, 4, 5, 6)  # default difficulties of the RL prompt pool (`world_rl_levels`): the SFT models' edge of competence
 PAPER_SIZES = dict(gsm8k=1317, math=237, minerva=262, olympiad_bench=291, aime=25, aime25=25)
 BENCH_LEVELS = dict(gsm8k=(2, 3, 4), math=(3, 4, 5), minerva=(4, 5, 6), olympiad_bench=(5, 6, 7), aime=(6, 7, 8), aime25=(7, 8, 9))
 BENCH_FRACTION, MIN_BENCH = 0.12, 8
-WORLD_VERSION = 4    # bump when the generator changes: cached worlds are keyed by it
+WORLD_VERSION = 5    # bump when the generator changes: cached worlds are keyed by it
 
 def bench_sizes(scale:float=1.0)->dict[str,int]:
     "Benchmark sizes: the paper's sizes times BENCH_FRACTION * scale, at least MIN_BENCH"
@@ -174,6 +174,16 @@ def _size(cfg, k):
 
 def _stream(seed, name): return random.Random(f"plasticity-world/{seed}/{name}")
 
+def rl_levels(cfg)->tuple[int,...]:
+    "The RL pool's difficulties from `world_rl_levels` ('2-6' or '3,5,6'; empty: `RL_LEVELS`)"
+    s = str(cfg.get('world_rl_levels') or '').replace(' ', '')
+    if not s: return RL_LEVELS
+    try:
+        lv = tuple(range(int(s.split('-')[0]), int(s.split('-')[1]) + 1)) if '-' in s else tuple(int(x) for x in s.split(','))
+    except ValueError: lv = ()
+    if not lv or min(lv) < 1: raise ValueError(f"world_rl_levels = {s!r}: give a range like '2-6' or a list like '3,5,6' of difficulties >= 1")
+    return lv
+
 # %% ../nbs/01_tasks.ipynb #0e5296ea
 def build_world(cfg:dict,  # a Profile or dict with world_full, world_subset, world_s1k, world_val, world_rl, world_bench_scale, world_limit, world_max_operand
                 seed:int=0 # world seed (every set has its own stream derived from it)
@@ -193,11 +203,9 @@ def build_world(cfg:dict,  # a Profile or dict with world_full, world_subset, wo
     s1k = _draw(_stream(seed, 's1k'), _size(cfg, 'world_s1k'), S1K_LEVELS, held | in_full, what='s1k', **ar)
     rs = _stream(seed, 'subsets')
     order = sorted(range(len(full)), key=lambda i: (full[i]['difficulty'], rs.random()))
-    n_rl = _size(cfg, 'world_rl'); n_mix = min(round(MIX_FRACTION*n_rl), len(full))
     rr = _stream(seed, 'rl')
-    mix = rr.sample(full, n_mix)
-    rl = mix + _draw(rr, n_rl - n_mix, FULL_LEVELS, held | in_full, what='rl', **ar)
-    rr.shuffle(rl)
+    mix = rr.sample(full, min(_size(cfg, 'world_mix'), len(full)))
+    rl = _draw(rr, _size(cfg, 'world_rl'), rl_levels(cfg), held | in_full | {r['prompt'] for r in s1k}, what='rl', **ar)
     world = dict(full=full, uniform=rs.sample(full, min(n_sub, n_full)),
                  easy=[full[i] for i in order[:n_sub]], hard=[full[i] for i in order[::-1][:n_sub]], s1k=s1k,
                  uniform2x=rs.sample(full, min(2*n_sub, n_full)), uniform4x=rs.sample(full, min(4*n_sub, n_full)),
@@ -280,13 +288,13 @@ def load_world(folder)->dict:
     return world
 
 # %% ../nbs/01_tasks.ipynb #77d243d6
-WORLD_KEYS = ('world_full', 'world_subset', 'world_s1k', 'world_val', 'world_rl', 'world_bench_scale', 'world_pretrain',
+WORLD_KEYS = ('world_full', 'world_subset', 'world_s1k', 'world_val', 'world_rl', 'world_mix', 'world_bench_scale', 'world_pretrain',
               'world_limit', 'world_max_operand')
 
 def world_key(cfg:dict, seed:int=0)->str:
     "Short hash of what determines the world: its sizes, seed and WORLD_VERSION"
     spec = dict(version=WORLD_VERSION, seed=seed, **{k: _size(cfg, k) for k in WORLD_KEYS if k != 'world_bench_scale'},
-                scale=float(cfg.get('world_bench_scale', SCHEMA['world_bench_scale'][1])))
+                scale=float(cfg.get('world_bench_scale', SCHEMA['world_bench_scale'][1])), rl_levels=rl_levels(cfg))
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 def cached_world(cfg:dict,   # Profile or dict with the world_* sizes

@@ -1,7 +1,7 @@
 "Tests for plasticity_nb.tasks: problems checked by an independent evaluator, difficulty ordering, determinism, disjointness"
 import ast, operator, random, re
 import pytest
-from plasticity_nb.tasks import (ALPHABET, LIMIT, make_problem, max_operand, direct_answer_corpus, build_world, check_disjoint,
+from plasticity_nb.tasks import (ALPHABET, LIMIT, RL_LEVELS, make_problem, max_operand, direct_answer_corpus, build_world, check_disjoint,
                                  bench_sizes, BENCH_SIZES, PAPER_SIZES, save_world, load_world, cached_world, world_key,
                                  to_dataset, length_by_difficulty)
 from plasticity_nb.rewards import math_reward
@@ -93,7 +93,7 @@ def test_math_reward_on_expert_completions(world):
 def test_sizes(world):
     sizes = {k: len(v) for k, v in world.items() if k != 'benchmarks'}
     assert sizes == dict(full=8000, uniform=2000, easy=2000, hard=2000, s1k=250, uniform2x=4000, uniform4x=8000,
-                         val=200, rl=2000, mix=1200, pretrain=8000)
+                         val=200, rl=2000, mix=360, pretrain=8000)
     assert {k: len(v) for k, v in world['benchmarks'].items()} == BENCH_SIZES
     assert 200 <= sum(BENCH_SIZES.values()) <= 300
     # proportional to the paper's sizes where above the floor, ordered like them
@@ -108,8 +108,10 @@ def test_subsets_come_from_full(world):
     for k in ('uniform', 'easy', 'hard', 'uniform2x', 'uniform4x', 'mix'):
         assert {r['prompt'] for r in world[k]} <= set(full), k
         assert len({r['prompt'] for r in world[k]}) == len(world[k]), k
-    assert {r['prompt'] for r in world['mix']} <= {r['prompt'] for r in world['rl']}
     assert not {r['prompt'] for r in world['s1k']} & set(full)
+    # the RL pool is fresh (one pool for every branch, as in the paper): no SFT prompt, at the RL difficulties
+    assert not {r['prompt'] for r in world['rl']} & (set(full) | {r['prompt'] for r in world['s1k']})
+    assert {r['difficulty'] for r in world['rl']} == set(RL_LEVELS)
 
 
 def test_difficulty_ordering(world):
