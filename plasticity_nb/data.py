@@ -10,10 +10,11 @@ import json
 from pathlib import Path
 from .rewards import extract_boxed, parsable
 from .tasks import PAPER_SIZES, cached_world
+from .config import register_keys
 
 # %% auto #0
 __all__ = ['ACCEPTED', 'REASONS', 'N_EXAMPLES', 'DATA_KEYS', 'DataError', 'read_records', 'get_field', 'as_text', 'check_row',
-           'load_rows', 'load_profile_data', 'check_tokenizer_fits']
+           'load_rows', 'chat_prompt', 'load_profile_data', 'check_tokenizer_fits']
 
 # %% ../nbs/02_data.ipynb #66590e30
 class DataError(ValueError):
@@ -93,11 +94,13 @@ def _field(rec, col, name):
 
 def check_row(rec:dict,  # one record of the file
               cols:dict, # {'prompt': prompt_col, 'completion': completion_col, 'answer': answer_col}
-              max_len=None, tokenizer=None, require_completion=True):
+              max_len=None, tokenizer=None, require_completion=True,
+              prompt_format=None):  # str -> str applied to the prompt (e.g. `chat_prompt`), before the length check
     "(row, note) for a good record (note 'derived_answer' or None), else (None, (reason, field, detail))"
     if isinstance(rec, str): return None, ('invalid_json', None, rec)
     prompt, bad = _field(rec, cols['prompt'], 'prompt')
     if bad: return None, bad
+    if prompt_format is not None: prompt = prompt_format(prompt)
     completion, bad = _field(rec, cols['completion'], 'completion')
     if bad and require_completion: return None, bad
     answer, bad = _field(rec, cols['answer'], 'answer')
@@ -123,7 +126,8 @@ def load_rows(path,                      # .jsonl / .parquet file or saved HF da
               on_bad='drop',             # 'drop' bad rows (counted in the summary) or 'error' at the first one
               max_len=None,              # longest prompt + completion: characters, or tokens with `tokenizer`
               tokenizer=None,            # a transformers tokenizer to measure length in tokens
-              require_completion=True    # False for RL prompt sets (completion kept when present)
+              require_completion=True,   # False for RL prompt sets (completion kept when present)
+              prompt_format=None         # str -> str applied to every prompt (e.g. `chat_prompt(tokenizer)`)
              )->tuple[list[dict], dict]:
     "Read and validate one data file: (rows, summary with kept, dropped by reason, derived answers, first bad rows)"
     if on_bad not in ('drop', 'error'): raise ValueError(f"on_bad={on_bad!r}: accepted 'drop' or 'error'")
@@ -136,7 +140,7 @@ def load_rows(path,                      # .jsonl / .parquet file or saved HF da
                 raise DataError(f"{path}: no column {cols[k]!r} for the {k} (columns: {', '.join(columns)}); set {k}_col")
     rows, dropped, examples, derived = [], {}, [], 0
     for n, rec in recs:
-        row, bad = check_row(rec, cols, max_len, tokenizer, require_completion)
+        row, bad = check_row(rec, cols, max_len, tokenizer, require_completion, prompt_format)
         if row is not None:
             rows.append(row); derived += bad == 'derived_answer'; continue
         reason, field, detail = bad
@@ -149,6 +153,20 @@ def load_rows(path,                      # .jsonl / .parquet file or saved HF da
         raise DataError(f"{path}: all {len(recs)} rows are bad ({dropped}), e.g. {unit} {examples[0]['row']}: {examples[0]['detail']}; "
                         f"check prompt_col/completion_col/answer_col ({prompt_col!r}, {completion_col!r}, {answer_col!r})")
     return rows, summary
+
+# %% ../nbs/02_data.ipynb #2510e6c9
+register_keys(chat_template=('bool', False, 'render every prompt as a user message of the model tokenizer\'s chat template (real models)'))
+
+def chat_prompt(tokenizer,  # a tokenizer with a `chat_template`
+                where:str='the tokenizer'  # named in errors (e.g. the model path)
+               ):
+    "A function rendering a problem as a user turn of the tokenizer's chat template, ending with the assistant header"
+    if not getattr(tokenizer, 'chat_template', None):
+        raise DataError(f"chat_template = true but {where}'s tokenizer has no chat_template; set chat_template = false "
+                        "or use a tokenizer folder with one (tokenizer_config.json or chat_template.jinja)")
+    def render(problem:str)->str:
+        return tokenizer.apply_chat_template([{'role': 'user', 'content': problem}], tokenize=False, add_generation_prompt=True)
+    return render
 
 # %% ../nbs/02_data.ipynb #19321b8a
 DATA_KEYS = dict(full='data_train', val='data_val', rl='data_rl')
@@ -170,9 +188,16 @@ def load_profile_data(profile,             # a config.Profile (or dict with its 
     if not any(g(k) for k in (*DATA_KEYS.values(), 'data_bench')):
         world = cached_world(profile, g('seed', 0), root=g('runs') or 'runs')
         return (world, {}) if return_summary else world
+    fmt = None
+    if g('chat_template'):
+        if tokenizer is None:
+            if not g('model_path'): raise DataError("chat_template = true needs model_path (the tokenizer whose template renders the prompts)")
+            from plasticity_nb.models import load_tokenizer
+            tokenizer = load_tokenizer(g('model_path'))
+        fmt = chat_prompt(tokenizer, where=g('model_path') or 'the tokenizer')
     kw = dict(prompt_col=g('prompt_col', 'prompt'), completion_col=g('completion_col', 'completion'),
               answer_col=g('answer_col', 'answer'), on_bad=g('on_bad_row', 'drop'), tokenizer=tokenizer,
-              max_len=g('max_len') if tokenizer is not None else None)
+              max_len=g('max_len') if tokenizer is not None else None, prompt_format=fmt)
     world, summaries = {}, {}
     for name, key in DATA_KEYS.items():
         if g(key): world[name], summaries[name] = load_rows(g(key), require_completion=name != 'rl', **kw)

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['ENGINES', 'EngineUnavailable', 'engine_unavailable_reason', 'available_engines', 'pick_engine', 'trl_engine_kwargs',
-           'Rollouts', 'cut_at_eos', 'left_pad', 'clear_fast_cache', 'fast_batch_size', 'generate', 'FastRolloutMixin']
+           'Rollouts', 'cut_at_eos', 'left_pad', 'clear_fast_cache', 'fast_batch_size', 'generate', 'FastRolloutMixin',
+           'TextEngine', 'with_rollout_engine']
 
 # %% ../nbs/14_engines.ipynb #1104a464
 ENGINES = ('hf', 'fast', 'cb', 'vllm')  # accepted engine names, besides 'auto'
@@ -446,3 +447,25 @@ class FastRolloutMixin:
                          eos_token_id=list(self.eos_token_ids), pad_token_id=self._tokenizer.pad_token_id,
                          **self.fast_engine_kw)
         return r.completion_ids, None
+
+# %% ../nbs/14_engines.ipynb #37ff45a7
+class TextEngine:
+    "`evaluate`'s engine interface (text prompts in, one completion each out) over `generate` with a named engine"
+    def __init__(self, model, tokenizer, engine:str='fast', max_batch:int|None=None):
+        self.model, self.tok, self.engine, self.max_batch = model, tokenizer, engine, max_batch
+    def generate(self, prompts:list[str], temperature:float=0.7, max_new_tokens:int=128, seed:int=0, top_p:float=1.0)->list[str]:
+        "One completion per prompt (top_p must be 1: the engines sample from the full softmax)"
+        if top_p not in (None, 1.0): raise ValueError(f"TextEngine({self.engine!r}): top_p={top_p} is not supported; use 1.0 or the 'hf' engine")
+        ids = [list(x) for x in self.tok(list(prompts))['input_ids']]
+        was_training = self.model.training; self.model.eval()
+        try: r = generate(self.model, self.tok, ids, n=1, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                          engine=self.engine, max_batch=self.max_batch)
+        finally: self.model.train(was_training)
+        return r.completions
+
+def with_rollout_engine(trainer_cls,  # a GRPOTrainer subclass
+                        engine:str  # the picked engine (`pick_engine`)
+                       ):
+    "`trainer_cls` with RL rollouts sampled by `engine`: for 'fast' a subclass with `FastRolloutMixin` first, else itself"
+    if engine != 'fast': return trainer_cls
+    return type(f'Fast{trainer_cls.__name__}', (FastRolloutMixin, trainer_cls), {'__module__': trainer_cls.__module__})

@@ -17,16 +17,16 @@ __all__ = ['ENGINES', 'SMALL_BENCHMARKS', 'pick_engine', 'HFEngine', 'VLLMEngine
            'samples_from_profile', 'evaluate']
 
 # %% ../nbs/06_evaluate.ipynb #b9c31c21
-ENGINES = ('auto', 'hf', 'vllm')
+ENGINES = ('auto', 'hf', 'vllm', 'fast')
 
-def pick_engine(name:str='auto',  # 'auto' (vLLM if importable and a GPU is present), 'hf' or 'vllm'
+def pick_engine(name:str='auto',  # 'auto' (vLLM if importable and a GPU is present), 'hf', 'vllm' or 'fast' (`engines`)
                 has_vllm:bool|None=None,  # override the detection (tests)
                 has_gpu:bool|None=None)->str:
-    "The generation engine to use: 'hf' or 'vllm'"
+    "The generation engine to use: 'hf', 'vllm' or 'fast' (static KV cache + CUDA graphs, `engines.generate`)"
     if name not in ENGINES: raise ValueError(f"rollout_engine={name!r}: accepted {', '.join(ENGINES)}")
     if has_vllm is None: has_vllm = importlib.util.find_spec('vllm') is not None
     if has_gpu is None: has_gpu = torch.cuda.is_available()
-    if name == 'hf': return 'hf'
+    if name in ('hf', 'fast'): return name
     if name == 'vllm' and not (has_vllm and has_gpu):
         raise RuntimeError(f"rollout_engine='vllm' needs vLLM installed ({'yes' if has_vllm else 'no'}) and a GPU "
                            f"({'yes' if has_gpu else 'no'}); use 'hf' or 'auto'")
@@ -83,7 +83,7 @@ class VLLMEngine:
 # %% ../nbs/06_evaluate.ipynb #7430ee63
 def make_engine(model,  # a causal LM (nn.Module) or a saved model folder
                 tokenizer=None,  # required with a module; loaded from the folder otherwise
-                engine='auto',  # 'auto' | 'hf' | 'vllm', or an object with `.generate(prompts, ...)`
+                engine='auto',  # 'auto' | 'hf' | 'vllm' | 'fast', or an object with `.generate(prompts, ...)`
                 batch_size:int=256):
     "An engine object for `evaluate`"
     if hasattr(engine, 'generate'): return engine
@@ -99,6 +99,7 @@ def make_engine(model,  # a causal LM (nn.Module) or a saved model folder
         tokenizer = tokenizer or tok
         if torch.cuda.is_available(): model = model.to('cuda')
     if tokenizer is None: raise ValueError("make_engine: pass the tokenizer with an in-memory model")
+    if kind == 'fast': from plasticity_nb.engines import TextEngine; return TextEngine(model, tokenizer, 'fast')
     return HFEngine(model, tokenizer, batch_size)
 
 # %% ../nbs/06_evaluate.ipynb #55a002c9

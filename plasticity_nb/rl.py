@@ -417,6 +417,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
     from datasets import Dataset
     from plasticity_nb.models import load_local
     from plasticity_nb.evaluate import pick_engine
+    from plasticity_nb.engines import with_rollout_engine
     from plasticity_nb.rewards import math_reward, overlong_reward_func
     if algo not in ('dapo', 'grpo'): raise ValueError(f"run_rl: algo={algo!r}; accepted 'dapo' or 'grpo'")
     bad = [i for i,r in enumerate(train_prompts) if 'prompt' not in r or 'answer' not in r]
@@ -432,7 +433,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
         s = _summary(run, 'done', done, json.loads((ckpt/'rl_state.json').read_text())['rl_flops'], None)
         run.mark_done(s)
         return s
-    use_vllm = pick_engine(rollout_engine) == 'vllm'
+    engine = pick_engine(rollout_engine); use_vllm = engine == 'vllm'
     common = dict(lr=lr, batch=batch, group_size=group_size, steps=steps, max_new_tokens=max_new_tokens,
                   temperature=temperature, micro_batch=micro_batch, seed=seed, save_every=save_every or eval_every,
                   bf16=bf16, use_vllm=use_vllm, **({'vllm_mode': 'colocate'} if use_vllm else {}), **config_kw)
@@ -446,7 +447,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
     model, tok = load_local(model_path)
     logger = RunLogger(run, evaluate_fn, eval_every)
     data = Dataset.from_list([{**r, 'answer': str(r['answer'])} for r in train_prompts])
-    trainer = DAPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=data, processing_class=tok,
+    trainer = with_rollout_engine(DAPOTrainer, engine)(model=model, reward_funcs=funcs, args=args, train_dataset=data, processing_class=tok,
                           callbacks=[logger, *(callbacks or [])])
     logger.trainer = trainer
     trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl

@@ -10,6 +10,7 @@ import argparse, shlex, sys
 from pathlib import Path
 import yaml
 from .config import load_profile, SettingsError, set_offline
+from . import data as _data  # registers the data keys (chat_template) before a profile is read
 
 # %% auto #0
 __all__ = ['RUN_KEYS', 'METHODS', 'load_run_config', 'train_from_config', 'launch_command', 'build_parser', 'main']
