@@ -3,7 +3,7 @@
 # (c) the rehearsal profile on CUDA with the fast engine. Everything lands in $OUT (6 files):
 # results.json and bench.log (gpu.py), smoke.json, rehearsal.json, rehearsal_train.log, session.log.
 # Run from the repository root with the wheels of bench/RESULTS.md in .whl/ (carry: [".whl"]):
-#   bash bench/gpu_session.sh            (BUDGET=240 SMOKE_S=100 REH_S=120 by default)
+#   bash bench/gpu_session.sh            (BUDGET=240 ROUTES_S=150 by default)
 set -u
 OUT=${OUT:-bench/out}; mkdir -p "$OUT"
 exec > >(tee -a "$OUT/session.log") 2>&1
@@ -18,10 +18,13 @@ python3 -c "import torch, transformers, trl, datasets, math_verify; print('torch
 el "(a) bench/gpu.py --budget ${BUDGET:-240}"
 timeout $(( ${BUDGET:-240} + 60 )) python3 bench/gpu.py --out "$OUT" --budget "${BUDGET:-240}" > "$OUT/gpu_stdout.tmp" 2>&1; echo "gpu.py rc=$?"
 grep -v "examples/s\|warn\|it/s\]" "$OUT/gpu_stdout.tmp" | tail -40; rm -f "$OUT/gpu_stdout.tmp"
-el "(b) smoke profile on CUDA"
-timeout "${SMOKE_S:-100}" python3 bench/gpu_routes.py smoke --out "$OUT" > /tmp/smoke.log 2>&1; echo "smoke rc=$?"; tail -5 /tmp/smoke.log
-el "(c) rehearsal profile on CUDA, rollout_engine=fast"
-timeout "${REH_S:-120}" python3 bench/gpu_routes.py rehearsal --engine fast --out "$OUT" > /tmp/reh.log 2>&1; echo "rehearsal rc=$?"; tail -5 /tmp/reh.log
+el "(b) smoke profile on CUDA and (c) rehearsal profile on CUDA with rollout_engine=fast, side by side (tiny models)"
+timeout "${ROUTES_S:-150}" python3 bench/gpu_routes.py smoke --out "$OUT" > /tmp/smoke.log 2>&1 &
+p1=$!
+timeout "${ROUTES_S:-150}" python3 bench/gpu_routes.py rehearsal --engine fast --out "$OUT" > /tmp/reh.log 2>&1 &
+p2=$!
+wait $p1; echo "smoke rc=$?"; wait $p2; echo "rehearsal rc=$?"
+grep -v "it/s\]\|Writing\|warn" /tmp/smoke.log | tail -8; grep -v "it/s\]\|Writing\|warn" /tmp/reh.log | tail -8
 el done
 python3 - "$OUT" <<'PY'
 import json, sys, pathlib
