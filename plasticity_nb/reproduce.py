@@ -6,15 +6,17 @@ Docs: https://plasticity-nb.github.io/plasticity_nb/reproduce.html.md"""
 
 # %% ../nbs/30_reproduce.ipynb #37cb3ce5
 from __future__ import annotations
-import argparse, json, os, sys, time, shutil, tempfile, contextlib
-from dataclasses import dataclass, field, asdict
+import argparse, contextlib, functools, json, os, shutil, signal, sys, tempfile, threading, time, weakref
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from .config import load_profile, list_profiles, find_settings, SettingsError, set_offline, Profile
 
 # %% auto #0
-__all__ = ['FIGURES', 'atomic_path', 'save_table', 'save_figure', 'save_report', 'Figure', 'register_figure', 'missing_input',
-           'figure_setup', 'project_root', 'figures_dir', 'Outcome', 'run_figure', 'select_figures', 'write_report',
-           'run_batch', 'build_parser', 'main']
+__all__ = ['FIGURES', 'atomic_path', 'save_table', 'save_figure', 'save_report', 'check_out_dir', 'Figure', 'register_figure',
+           'missing_input', 'figure_setup', 'figure_kernel_class', 'figure_outputs', 'project_root', 'figures_dir',
+           'Outcome', 'run_figure', 'select_figures', 'write_report', 'BatchInterrupted', 'run_batch', 'build_parser',
+           'main']
 
 # %% ../nbs/30_reproduce.ipynb #d0da3e20
 @contextlib.contextmanager
@@ -50,6 +52,19 @@ def save_report(out_dir, name, rows:list[dict], title='')->Path:
     p = Path(out_dir)/f'{name}.report.json'
     with atomic_path(p) as t: t.write_text(json.dumps(dict(name=name, title=title, rows=rows), indent=1, default=float))
     return p
+
+# %% ../nbs/30_reproduce.ipynb #374fbed8
+def check_out_dir(out)->Path:
+    "Create the output folder `out` and prove it writable, before any work; a SettingsError says what is wrong"
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SettingsError(f"output folder {out}: exists and is not a folder; give a folder path (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix='.write-probe-', dir=out); os.close(fd); os.unlink(probe)
+    except OSError as e:
+        raise SettingsError(f"output folder {out}: cannot write there ({e.strerror or e}); give a writable folder") from None
+    return out
 
 # %% ../nbs/30_reproduce.ipynb #ca60a5a3
 @dataclass
@@ -93,15 +108,58 @@ def figure_setup(profile:str='tiny',  # settings.ini profile
                  out_dir:str|None=None,  # output folder; default <outputs>/<profile>
                  settings:str|None=None,  # settings.ini path; default: found from the working directory
                  **overrides)->tuple[Profile, Path]:
-    "Validate a figure notebook's parameters; return the profile and the (created) output folder"
+    "Validate a figure notebook's parameters; return the profile and the (created, writable) output folder"
     for k,v in dict(profile=profile, out_dir=out_dir, settings=settings).items():
         if v is not None and not isinstance(v, (str, os.PathLike)):
             raise TypeError(f"parameter {k}={v!r}: expected a string (path or profile name), got {type(v).__name__}")
     set_offline()
     prof = load_profile(profile, path=settings, **overrides)
-    out = Path(out_dir) if out_dir else prof.out_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    return prof, out
+    return prof, check_out_dir(Path(out_dir) if out_dir else prof.out_dir())
+
+# %% ../nbs/30_reproduce.ipynb #4bc48a30
+_KERNELS = weakref.WeakSet()  # the kernels of the figure notebooks running now: what an interrupt stops
+
+@functools.cache
+def figure_kernel_class():
+    "The kernel manager of figure notebooks: inline figures, encrypted sockets, listed in `_KERNELS` while alive"
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+    class FigureKernel(AsyncKernelManager):
+        def __init__(self, **kw):
+            if 'transport_encryption' in AsyncKernelManager.class_trait_names() and zmq.has('curve'):
+                kw.setdefault('transport_encryption', 'auto')  # used when the kernelspec declares CurveZMQ support
+            super().__init__(**kw)
+        async def _async_pre_start_kernel(self, **kw):
+            kw['env'] = {**(kw.get('env') or os.environ), 'MPLBACKEND': 'module://matplotlib_inline.backend_inline'}
+            _KERNELS.add(self)
+            return await super()._async_pre_start_kernel(**kw)
+        async def _async_shutdown_kernel(self, *args, **kw):
+            try: return await super()._async_shutdown_kernel(*args, **kw)
+            finally: _KERNELS.discard(self)
+    return FigureKernel
+
+def _signal_kernels(sig, skip=())->list:
+    "Send `sig` to the process group of each running figure kernel not in `skip`; the kernels signalled"
+    hit = []
+    for km in list(_KERNELS):
+        prov = getattr(km, 'provisioner', None)
+        pgid, pid = getattr(prov, 'pgid', None), getattr(prov, 'pid', None)
+        if km in skip or not (pgid or pid): continue
+        try: os.killpg(pgid, sig) if pgid and hasattr(os, 'killpg') else os.kill(pid, sig)
+        except OSError: continue
+        hit.append(km)
+    return hit
+
+# %% ../nbs/30_reproduce.ipynb #32f2b5e2
+_OUTPUT_SUFFIXES = ('.ipynb', '.png', '.csv', '.json', '.pdf', '.svg')
+
+def figure_outputs(out, name:str)->list[Path]:
+    "The files of output `name` in `out` (not `<name>.failed.ipynb`, nor those of a longer-named registered output)"
+    longer = [n for n in FIGURES if n != name and n.startswith(name)]
+    return sorted(p for p in Path(out).glob(f'{name}*') if p.is_file() and p.suffix in _OUTPUT_SUFFIXES
+                  and not p.name.endswith('.failed.ipynb') and not any(p.name.startswith(n) for n in longer))
+
+def _snapshot(out, name)->dict: return {p: p.stat().st_mtime_ns for p in figure_outputs(out, name)}
 
 # %% ../nbs/30_reproduce.ipynb #a1fab597
 def project_root(prof:Profile)->Path:
@@ -116,38 +174,47 @@ def figures_dir(prof:Profile)->Path:
 
 @dataclass
 class Outcome:
-    name: str; status: str; seconds: float = 0.0; reason: str = ''
+    name: str; status: str; seconds: float = 0.0; reason: str = ''  # status: ran, failed, skipped, interrupted, cancelled
 
 # %% ../nbs/30_reproduce.ipynb #9d84b9e1
-def run_figure(fig:Figure, prof:Profile, out:Path, params:dict|None=None, log=print)->Outcome:
+def run_figure(fig:Figure, prof:Profile, out:Path, params:dict|None=None,
+               cancel:threading.Event|None=None  # set by an interrupted batch: do not start; a stopped notebook is 'interrupted'
+              )->Outcome:
     "Execute one figure notebook with papermill into `out`; never raises for a failing notebook"
     import papermill as pm
+    stopped = lambda: cancel is not None and cancel.is_set()
+    if stopped(): return Outcome(fig.name, 'cancelled', 0, 'not started: the batch was interrupted')
     why = missing_input(fig, prof)
     if why: return Outcome(fig.name, 'skipped', 0, why)
     nb = figures_dir(prof)/f'{fig.name}.ipynb'
     if not nb.exists(): return Outcome(fig.name, 'failed', 0, f'notebook {nb} not found')
-    t0 = time.time()
+    t0, before = time.time(), _snapshot(out, fig.name)
     params = dict(profile=prof.name, out_dir=str(out), settings=prof.path, **(params or {}))
     failed = out/f'{fig.name}.failed.ipynb'
-    if failed.exists(): failed.unlink()
+    failed.unlink(missing_ok=True)
     try:
         with atomic_path(out/f'{fig.name}.ipynb') as t:
             try: pm.execute_notebook(str(nb), str(t), parameters=params, kernel_name='python3', progress_bar=False,
-                                     cwd=str(nb.parent), log_output=False)
+                                     cwd=str(nb.parent), log_output=False, kernel_manager_class=figure_kernel_class())
             except Exception:
-                if t.exists(): shutil.copyfile(t, failed)  # kept whole, under a name that says it failed, for debugging
+                if t.exists() and not stopped(): shutil.copyfile(t, failed)  # kept whole, under a name that says it failed
                 raise
     except Exception as e:
+        if stopped(): return Outcome(fig.name, 'interrupted', time.time()-t0, 'stopped by the interrupt; outputs of an earlier run kept')
+        for p in figure_outputs(out, fig.name): p.unlink(missing_ok=True)  # an earlier run's files would pass for this one's
         msg = str(e).strip().splitlines()
         last = next((l for l in reversed(msg) if l.strip() and not set(l.strip()) <= set('-')), repr(e))
         return Outcome(fig.name, 'failed', time.time()-t0, f'{last[:300]} (see {failed.name})' if failed.exists() else last[:300])
+    for p, mtime in before.items():  # files of this output that the run did not rewrite are stale
+        if p.exists() and p.stat().st_mtime_ns == mtime: p.unlink()
     return Outcome(fig.name, 'ran', time.time()-t0)
 
 # %% ../nbs/30_reproduce.ipynb #5aeebf05
 def select_figures(only:str|list|None=None)->list[Figure]:
     "The figures named in `only` (comma-separated or a list), in registry order; all when None"
-    if not only: return list(FIGURES.values())
+    if only is None: return list(FIGURES.values())
     names = [n.strip() for n in (only.split(',') if isinstance(only, str) else only) if n.strip()]
+    if not names: raise SettingsError(f"--only {only!r}: names no output; give one or more of {', '.join(FIGURES)} (or leave --only out to run all)")
     bad = [n for n in names if n not in FIGURES]
     if bad: raise SettingsError(f"--only: unknown output(s) {', '.join(bad)}; known: {', '.join(FIGURES)}")
     return [FIGURES[n] for n in FIGURES if n in names]
@@ -157,17 +224,22 @@ def _fmt(v):
     if v is None or (isinstance(v, float) and v != v): return ''
     return (f'{v:.2f}' if isinstance(v, float) else str(v)).replace('|', '\\|')
 
-def write_report(out:Path, outcomes:list[Outcome], prof:Profile)->Path:
+def write_report(out:Path, outcomes:list[Outcome], prof:Profile,
+                 interrupted:str|None=None  # the signal that stopped the batch (None: it ran to the end)
+                )->Path:
     "Gather every `*.report.json` of this batch into `out/REPORT.md`: reproduced numbers beside published ones"
-    lines = [f'# Reproduction report: profile `{prof.name}`', '',
-             f'Generated {time.strftime("%Y-%m-%d %H:%M")} by `plasticity reproduce`. '
-             'Each table puts our number beside the paper\'s (PAPER.md section 9); blank = not published.', '',
-             '| output | status | seconds | note |', '| --- | --- | --- | --- |']
+    lines = [f'# Reproduction report: profile `{prof.name}`' + (' (interrupted)' if interrupted else ''), '']
+    if interrupted:
+        lines += [f'**Interrupted** by {interrupted} at {time.strftime("%Y-%m-%d %H:%M")}: notebooks marked `interrupted` were '
+                  'stopped, those marked `cancelled` never started. Run the same command again to finish; finished runs are reused.', '']
+    lines += [f'Generated {time.strftime("%Y-%m-%d %H:%M")} by `plasticity reproduce`. '
+              "Each table puts our number beside the paper's (published values from `plasticity_nb.paper`); blank = not published.", '',
+              '| output | status | seconds | note |', '| --- | --- | --- | --- |']
     ran_now = {o.name for o in outcomes}
     earlier = [Outcome(n, 'ran', 0.0, 'kept from an earlier batch') for n in FIGURES
                if n not in ran_now and (out/f'{n}.report.json').exists()]
     outcomes = [o for o in outcomes] + earlier
-    lines += [f'| {o.name} | {o.status} | {o.seconds:.1f} | {o.reason} |' for o in outcomes]
+    lines += [f'| {o.name} | {o.status} | {o.seconds:.1f} | {_fmt(o.reason)} |' for o in outcomes]
     for o in sorted(outcomes, key=lambda o: list(FIGURES).index(o.name) if o.name in FIGURES else 99):
         p = out/f'{o.name}.report.json'
         if o.status != 'ran' or not p.exists(): continue
@@ -176,10 +248,38 @@ def write_report(out:Path, outcomes:list[Outcome], prof:Profile)->Path:
         cols = ['quantity', 'ours', 'published'] + [c for c in ('unit', 'verdict', 'note') if any(c in r for r in rep['rows'])]
         lines += ['| ' + ' | '.join(cols) + ' |', '|' + ' --- |'*len(cols)]
         lines += ['| ' + ' | '.join(_fmt(r.get(c)) for c in cols) + ' |' for r in rep['rows']]
-        lines += [f'\n![{png.stem}]({png.name})' for png in sorted(out.glob(f'{o.name}*.png'))]
+        lines += [f'\n![{png.stem}]({png.name})' for png in sorted(figure_outputs(out, o.name)) if png.suffix == '.png']
     p = out/'REPORT.md'
     with atomic_path(p) as t: t.write_text('\n'.join(lines) + '\n')
     return p
+
+# %% ../nbs/30_reproduce.ipynb #bae30ea1
+class BatchInterrupted(KeyboardInterrupt):
+    "SIGINT or SIGTERM stopped the batch; the message says what was stopped and where the report is"
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    "In the main thread: SIGINT and SIGTERM raise BatchInterrupted(signal name) while the block runs"
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def _raise(signum, frame): raise BatchInterrupted(signal.Signals(signum).name)
+    old = {s: signal.signal(s, _raise) for s in (signal.SIGINT, signal.SIGTERM)}
+    try: yield
+    finally:
+        for s,h in old.items(): signal.signal(s, h)
+
+def _stop_notebooks(futs, grace=3.0, limit=30.0):
+    "SIGINT to each running figure kernel, SIGKILL to those alive `grace` s later; wait (at most `limit` s) for the notebooks to end"
+    first, t0 = {}, time.time()
+    while not all(f.done() for f in futs) and time.time() - t0 < limit:
+        for km in _signal_kernels(signal.SIGINT, skip=first): first[km] = time.time()
+        late = [km for km,t in first.items() if time.time() - t > grace]
+        if late: _signal_kernels(getattr(signal, 'SIGKILL', signal.SIGTERM), skip=[k for k in first if k not in late])
+        wait(futs, timeout=0.25)
+
+def _remove_parts(out:Path, figs):
+    "The temporary files (`.<file>.<random>.part<ext>`) the stopped notebooks left in `out`"
+    for f in figs:
+        for p in out.glob(f'.{f.name}*.part*'): p.unlink(missing_ok=True)
 
 # %% ../nbs/30_reproduce.ipynb #f52558d8
 def run_batch(profile:str|None=None, only=None, out_dir=None, settings=None, params:dict|None=None,
@@ -187,23 +287,57 @@ def run_batch(profile:str|None=None, only=None, out_dir=None, settings=None, par
              )->list[Outcome]:
     "Run the figure notebooks of `profile` with papermill; print a summary; write REPORT.md"
     from tqdm.auto import tqdm
-    from concurrent.futures import ThreadPoolExecutor
+    figs = select_figures(only)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise SettingsError(f"jobs={jobs!r}: notebooks run at once must be a whole number >= 1")
     prof, out = figure_setup(profile or os.environ.get('PLASTICITY_PROFILE') or 'tiny', out_dir, settings)
-    figs, outcomes, jobs = select_figures(only), {}, max(1, int(jobs))
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(k, threads)  # the kernels inherit them
+    outcomes, started, cancel = {}, set(), threading.Event()
     bar = tqdm(total=len(figs), desc=f'reproduce [{prof.name}]', unit='nb', file=sys.stderr)
     def one(fig):
-        o = run_figure(fig, prof, out, params)
-        outcomes[fig.name] = o; bar.update(1)
-        tqdm.write(f'  {o.status:7s} {o.name:14s} {o.seconds:6.1f}s  {o.reason}', file=sys.stderr)
-    with ThreadPoolExecutor(jobs) as ex: list(ex.map(one, figs))
+        started.add(fig.name)
+        o = outcomes[fig.name] = run_figure(fig, prof, out, params, cancel)
+        bar.update(1); tqdm.write(f'  {o.status:7s} {o.name:14s} {o.seconds:6.1f}s  {o.reason}', file=sys.stderr)
+    ex = ThreadPoolExecutor(jobs)
+    with _signals_interrupt():
+        try:
+            futs = [ex.submit(one, f) for f in figs]
+            while not all(f.done() for f in futs): wait(futs, timeout=0.5)
+        except BatchInterrupted as e:
+            for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)  # let the clean-up finish
+            cancel.set(); ex.shutdown(wait=False, cancel_futures=True)
+            _stop_notebooks(futs); _remove_parts(out, figs); bar.close()
+            for f in figs:
+                if f.name not in outcomes or outcomes[f.name].status == 'cancelled':
+                    outcomes[f.name] = (Outcome(f.name, 'interrupted', 0, 'stopped by the interrupt') if f.name in started
+                                        else Outcome(f.name, 'cancelled', 0, 'not started: the batch was interrupted'))
+            outcomes = [outcomes[f.name] for f in figs]
+            rep = write_report(out, outcomes, prof, interrupted=str(e) or 'SIGINT')
+            n = {s: sum(o.status == s for o in outcomes) for s in ('interrupted', 'cancelled')}
+            raise BatchInterrupted(f"interrupted by {str(e) or 'SIGINT'}: {n['interrupted']} notebook(s) stopped, "
+                                   f"{n['cancelled']} not started; report: {rep}") from None
+    ex.shutdown(wait=True)
+    for f in futs: f.result()  # an error of the batch itself (not of a notebook) surfaces here
     bar.close()
     outcomes = [outcomes[f.name] for f in figs]
     rep = write_report(out, outcomes, prof)
     n = {s: sum(o.status == s for o in outcomes) for s in ('ran', 'failed', 'skipped')}
     print(f"{n['ran']} ran, {n['failed']} failed, {n['skipped']} skipped -> {out} (report: {rep})")
     return outcomes
+
+# %% ../nbs/30_reproduce.ipynb #faa48491
+class _Parser(argparse.ArgumentParser):
+    "argparse with usage errors on one line"
+    def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+def _one_line(e)->str: return ' '.join(str(e).split())[:600]
+
+def _positive_int(s):
+    try: v = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number; give 1 or more") from None
+    if v < 1: raise argparse.ArgumentTypeError(f"{v}: give 1 or more notebooks at once")
+    return v
 
 # %% ../nbs/30_reproduce.ipynb #056030ff
 def _cmd_reproduce(a):
@@ -218,53 +352,121 @@ def _cmd_profiles(a):
         if a.name: print('\n'.join(f'  {k} = {v}' for k,v in p.items() if k not in ('name', 'description')))
     return 0
 
-def _cmd_train(a):
-    from plasticity_nb import train
-    return train.main(a.rest)
+def _cmd_docs(a):
+    try: from plasticity_nb.docs import build_site
+    except ImportError as e: raise SettingsError(f"the docs need the dev extra (pip install -e '.[dev]'): {e}") from None
+    print(f"docs: {build_site(a.out)/'index.html'}")
+    return 0
 
-def _cmd_fit(a):
+# %% ../nbs/30_reproduce.ipynb #0e91bfcc
+def _fit_parser()->argparse.ArgumentParser:
+    p = _Parser(prog='plasticity fit', description="Fit the sigmoidal law to every RL branch of the authors' released curves "
+                "and print P_sft, PL_rl, A_post and the fit's parameters and quality per branch (as python -m plasticity_nb.retu).")
+    p.add_argument('--cache', help="the authors' cache folder (holds sft/ and sft_then_rl/); default: retu_cache of the profile")
+    p.add_argument('--settings', help='fit_settings.json: the released per-branch fit settings (default: the fit selects them)')
+    p.add_argument('--json', action='store_true', help='print a JSON list (one object per branch) instead of a table')
+    p.add_argument('--profile', help='settings.ini profile whose retu_cache is used (default: $PLASTICITY_PROFILE or tiny)')
+    p.add_argument('--ini', help='settings.ini path (default: nearest from the working directory)')
+    return p
+
+def _cmd_fit(argv)->int:
     from plasticity_nb import retu
-    return retu.main(a.rest)
+    a = _fit_parser().parse_args(argv)
+    cache = a.cache
+    if not cache:
+        prof = load_profile(a.profile, path=a.ini)
+        where = f"retu_cache = {prof.retu_cache!r} ({prof.path} [{prof.name}])"
+        if not prof.retu_cache or not Path(prof.retu_cache).is_dir():
+            raise SettingsError(f"{where}: not a folder; set it to <RETU>/analysis/flops_estimate_kit/cache or pass --cache")
+        cache = prof.retu_cache
+    return retu.main(['--cache', str(cache)] + (['--settings', a.settings] if a.settings else []) + (['--json'] if a.json else []))
+
+# %% ../nbs/30_reproduce.ipynb #6bbe4eec
+def _progress(p:Path)->bool:
+    "Whether run folder `p` holds anything beyond its config: a DONE, a checkpoint, a model, metrics"
+    return any(f.is_file() and f.name not in ('config.json', '.lock') and f.stat().st_size > 0 for f in p.rglob('*'))
+
+def _locked(p:Path)->bool:
+    "Whether another process holds `p/.lock` (runs.Run.lock)"
+    try: import fcntl
+    except ImportError: return False
+    if not (p/'.lock').exists(): return False
+    with open(p/'.lock') as f:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); fcntl.flock(f, fcntl.LOCK_UN); return False
+        except BlockingIOError: return True
+
+def _run_folders(a)->tuple[list[Path], set]:
+    "Where `plasticity train` may create run folders (registry root, `out`), and what is there before it starts"
+    from plasticity_nb import train
+    try: cfg = train.load_run_config(a.config, a.kind)
+    except Exception: return [], set()  # train.main reports a bad run file itself
+    roots = [Path(cfg['profile_obj'].runs)] + ([Path(cfg['out']).parent] if cfg.get('out') else [])
+    return roots, {p for r in roots if r.is_dir() for p in r.iterdir()}
+
+def _remove_half_made(roots, before)->list[str]:
+    "Remove the run folders created since `before` that hold nothing but their config"
+    gone = []
+    for r in roots:
+        for p in (sorted(r.iterdir()) if r.is_dir() else []):
+            if p in before or not p.is_dir() or not (p/'config.json').exists() and any(p.iterdir()): continue
+            if _progress(p) or _locked(p): continue
+            shutil.rmtree(p, ignore_errors=True); gone.append(str(p))
+    return gone
+
+def _cmd_train(argv)->int:
+    from plasticity_nb import train
+    p = train.build_parser(); p.error = _Parser.error.__get__(p)  # usage errors on one line
+    roots, before = _run_folders(p.parse_args(argv))
+    try: rc = train.main(argv)
+    except Exception as e:
+        gone = _remove_half_made(roots, before)
+        print(f"plasticity train: error: {type(e).__name__}: {_one_line(e)}" + (f" (removed the half-made {', '.join(gone)})" if gone else ''), file=sys.stderr)
+        return 1
+    if rc: _remove_half_made(roots, before)
+    return rc
 
 # %% ../nbs/30_reproduce.ipynb #92c75928
 def build_parser()->argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog='plasticity', description='Plasticity-Ceiling reproduction (arXiv 2512.11470)')
+    ap = _Parser(prog='plasticity', description='Plasticity-Ceiling reproduction (arXiv 2512.11470)')
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('reproduce', help='run the papermill figure batch into outputs/<profile>/',
-                       description='Run the figure notebooks with papermill; writes PNG, CSV, executed notebooks and REPORT.md.')
+                       description='Run the figure notebooks with papermill; writes PNG, CSV, executed notebooks and REPORT.md. '
+                                   'Exit status: 0 all ran or were skipped, 1 a notebook failed, 2 bad arguments, 130 interrupted.')
     r.add_argument('--profile', help='settings.ini profile (default: $PLASTICITY_PROFILE or tiny)')
-    r.add_argument('--only', help=f'comma-separated outputs to run (known: {", ".join(FIGURES)})')
-    r.add_argument('--out', help='output folder (default: <outputs>/<profile>)')
+    r.add_argument('--only', help=f'comma-separated outputs to run (known: {", ".join(FIGURES)}); default: all')
+    r.add_argument('--out', help='output folder (default: <outputs>/<profile>); checked before any notebook runs')
     r.add_argument('--settings', help='settings.ini path (default: nearest from the working directory)')
-    r.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1),
-                   help='notebooks run at once (default: min(2, CPUs)); runs they share are made once')
+    r.add_argument('--jobs', type=_positive_int, default=min(2, os.cpu_count() or 1),
+                   help='notebooks run at once, 1 or more (default: min(2, CPUs)); runs they share are made once')
     r.set_defaults(fn=_cmd_reproduce)
     p = sub.add_parser('profiles', help='list the profiles of settings.ini, or show one', description='List or show profiles.')
     p.add_argument('name', nargs='?', help='profile to show in full')
     p.add_argument('--settings', help='settings.ini path')
     p.set_defaults(fn=_cmd_profiles)
-    f = sub.add_parser('fit', help="fit the authors' released RL branches (python -m plasticity_nb.retu)", add_help=False,
-                       description="Same as python -m plasticity_nb.retu; see `plasticity fit --help`.")
-    f.add_argument('rest', nargs=argparse.REMAINDER)
-    f.set_defaults(fn=_cmd_fit)
-    t = sub.add_parser('train', help='one SFT / RL / synchronized run from a YAML run file (python -m plasticity_nb.train)',
-                       add_help=False, description='Same as python -m plasticity_nb.train; see `plasticity train --help`.')
-    t.add_argument('rest', nargs=argparse.REMAINDER)
-    t.set_defaults(fn=_cmd_train)
+    d = sub.add_parser('docs', help='build the documentation site (static HTML, offline) into _docs/',
+                       description='Build the documentation site from the notebooks: a page per module with its API, the figure gallery, search.')
+    d.add_argument('--out', help='site folder (default: _docs/ of the checkout)')
+    d.set_defaults(fn=_cmd_docs)
+    sub.add_parser('fit', help="fit the authors' released RL branches (see plasticity fit --help)", add_help=False)
+    sub.add_parser('train', help='one SFT / RL / synchronized run from a YAML run file (see plasticity train --help)', add_help=False)
     return ap
 
 # %% ../nbs/30_reproduce.ipynb #f3c290bf
 def main(argv=None)->int:
-    "Entry point of the `plasticity` command"
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ('fit', 'train'):  # their own parsers (argparse's REMAINDER would swallow --help)
-        from plasticity_nb import retu, train
-        return (retu.main if argv[0] == 'fit' else train.main)(argv[1:])
-    a = build_parser().parse_args(argv)
-    try: return a.fn(a)
+    "Entry point of the `plasticity` command; returns the exit status (2 bad arguments, 1 a failure, 130 interrupted)"
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    cmd = f"plasticity {argv[0]}" if argv and not argv[0].startswith('-') else 'plasticity'
+    try:
+        if argv and argv[0] == 'fit': return _cmd_fit(argv[1:])  # their own parsers, so that --help is theirs
+        if argv and argv[0] == 'train': return _cmd_train(argv[1:])
+        a = build_parser().parse_args(argv)
+        return a.fn(a)
+    except KeyboardInterrupt as e:
+        print(f"{cmd}: {_one_line(e) if str(e).startswith('interrupted') else 'interrupted'}", file=sys.stderr); return 130
     except (SettingsError, FileNotFoundError, TypeError, ValueError) as e:
-        print(f'plasticity {a.cmd}: error: {e}', file=sys.stderr)
-        return 2
+        print(f'{cmd}: error: {_one_line(e)}', file=sys.stderr); return 2
+    except OSError as e:
+        print(f'{cmd}: error: {_one_line(e)}', file=sys.stderr); return 1
 
 # %% ../nbs/30_reproduce.ipynb #f5b50b06
 if __name__ == '__main__' and 'get_ipython' not in globals(): sys.exit(main())
