@@ -24,4 +24,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
+# No MPLBACKEND here: matplotlib picks Agg by itself on a headless machine, and kernels (papermill, JupyterLab)
+# keep their inline backend, so executed notebooks keep their figures.
+export PYDEVD_DISABLE_FILE_VALIDATION=1
