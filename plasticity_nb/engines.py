@@ -269,6 +269,7 @@ class _Runner:
         self._emit(logits)
 
     def _capture(self):
+        rng = torch.cuda.get_rng_state(self.dev)  # the warm-up steps sample: give the caller its random state back
         try:
             self.cache.pos.fill_(self.L - 1)
             s = torch.cuda.Stream(self.dev); s.wait_stream(torch.cuda.current_stream(self.dev))
@@ -283,6 +284,7 @@ class _Runner:
         except Exception as e:  # fall back to eager steps; the reason is reported in Rollouts.info
             self.graph, self.graph_error = None, f"{type(e).__name__}: {e}"[:300]
             torch.cuda.synchronize(self.dev)
+        finally: torch.cuda.set_rng_state(rng, self.dev)  # so a seeded call samples the same whether or not it captured
 
     @torch.no_grad()
     def run(self, rows, temperature, check_every=16)->list[list[int]]:

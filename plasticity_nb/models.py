@@ -13,7 +13,8 @@ from transformers import (PreTrainedTokenizerFast, AutoTokenizer, AutoModelForCa
 
 # %% auto #0
 __all__ = ['SPECIALS', 'FAMILIES', 'full_text', 'default_alphabet', 'build_tokenizer', 'build_model', 'n_params',
-           'model_from_profile', 'is_model_dir', 'load_tokenizer', 'load_local', 'pretrain_base', 'base_model_path']
+           'model_from_profile', 'is_model_dir', 'load_tokenizer', 'load_local', 'checkpointing_kw', 'pretrain_base',
+           'base_model_path']
 
 # %% ../nbs/03_models.ipynb #ea8746f4
 SPECIALS = dict(pad_token='<pad>', bos_token='<bos>', eos_token='<eos>', unk_token='<unk>')
@@ -133,6 +134,13 @@ def _atomic_dir(out_dir:Path)->Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', suffix='.part', dir=out_dir.parent))
 
+# %% ../nbs/03_models.ipynb #3165beb7
+def checkpointing_kw(on:bool)->dict:
+    "The TrainingArguments keyword for activation checkpointing: `activation_checkpointing` (transformers >= 5.2x), else `gradient_checkpointing`"
+    from transformers import TrainingArguments
+    name = 'activation_checkpointing' if 'activation_checkpointing' in TrainingArguments.__dataclass_fields__ else 'gradient_checkpointing'
+    return {name: on}
+
 # %% ../nbs/03_models.ipynb #1c051bf9
 def pretrain_base(model, tokenizer,
                   corpus_rows,  # rows with 'text' or 'prompt'+'completion' (tasks.direct_answer_corpus)
@@ -161,7 +169,7 @@ def pretrain_base(model, tokenizer,
                          lr_scheduler_type='cosine', warmup_steps=warmup, seed=seed, data_seed=seed, save_strategy='no',
                          report_to='none', logging_steps=max(1, steps//10), max_length=max_len or model.config.max_position_embeddings,
                          bf16=bf16, dataloader_num_workers=0, dataset_num_proc=None, log_level='warning',
-                         activation_checkpointing=False, dataloader_pin_memory=torch.cuda.is_available())
+                         **checkpointing_kw(False), dataloader_pin_memory=torch.cuda.is_available())
         tr = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(_lm_rows(corpus_rows)), processing_class=tokenizer)
         t0 = time.time(); res = tr.train()
         shutil.rmtree(tmp/'trainer', ignore_errors=True)
