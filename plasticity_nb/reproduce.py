@@ -76,6 +76,7 @@ FIGURES = {f.name: f for f in [
     Figure('retu_fig3', "Fig 3: A_post, P_sft, PL_rl vs SFT compute per data set (authors' data)"),
     Figure('retu_fig8', "Fig 8: ceiling vs minimum validation loss; fitted RL curves (authors' data)"),
     Figure('fig3', 'Fig 3: A_post, P_sft, PL_rl and validation loss vs SFT compute, regimes shaded (own runs)', 'train'),
+    Figure('rl_headroom', 'Diagnostics: per-difficulty greedy / pass@1 / pass@k before and after RL, policy-gradient signal-to-noise (own runs)', 'train'),
     Figure('fig5_table1', 'Fig 5 / Table 1: the Llama-family model: max P_post and min validation loss per data set', 'train'),
     Figure('table6', 'Table 6: switch points in the Adaptive vs Stable regime on a larger model', 'train'),
     Figure('fig7_table5', 'Fig 7 / Table 5: the data-scale series', 'train'),
@@ -289,6 +290,7 @@ def run_batch(profile:str|None=None, only=None, out_dir=None, settings=None, par
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise SettingsError(f"jobs={jobs!r}: notebooks run at once must be a whole number >= 1")
     prof, out = figure_setup(profile or os.environ.get('PLASTICITY_PROFILE') or 'tiny', out_dir, settings)
+    if only is None and prof['figures']: figs = select_figures(prof['figures'])  # the profile's batch
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(k, threads)  # the kernels inherit them
     outcomes, started, cancel = {}, set(), threading.Event()
@@ -351,9 +353,11 @@ def _cmd_profiles(a):
     return 0
 
 def _cmd_docs(a):
-    try: from plasticity_nb.docs import build_site
+    try: from plasticity_nb.docs import build_site, DocsError
     except ImportError as e: raise SettingsError(f"the docs need the dev extra (pip install -e '.[dev]'): {e}") from None
-    print(f"docs: {build_site(a.out)/'index.html'}")
+    try: out = build_site(a.out)
+    except DocsError as e: print(f'plasticity docs: error: {_one_line(e)}', file=sys.stderr); return 1
+    print(f"docs: {out/'index.html'} (static files: open it in a browser)")
     return 0
 
 # %% ../nbs/30_reproduce.ipynb #0e91bfcc
