@@ -278,7 +278,8 @@ def search_entries(url:str, page_title:str, body:str)->list[dict]:
     out = [dict(t=page_title, p=page_title, u=url, x=tag(body[:heads[0].start()] if heads else body)[:400])]
     for i, m in enumerate(heads):
         end = heads[i+1].start() if i+1 < len(heads) else len(body)
-        out.append(dict(t=tag(m.group(3)), p=page_title, u=f'{url}#{m.group(2)}', x=tag(body[m.end():end])[:400]))
+        sec = body[m.end():end]; doc = re.search(r'<p><em>(.*?)</em></p>', sec, re.S)  # show_doc's docstring first
+        out.append(dict(t=tag(m.group(3)), p=page_title, u=f'{url}#{m.group(2)}', x=tag((doc.group(1) + ' ' if doc else '') + sec)[:400]))
     return out
 
 # %% ../nbs/33_docs.ipynb #c6fd7831
