@@ -11,8 +11,8 @@ try: import fcntl
 except ImportError: fcntl = None  # no locking where flock is missing
 
 # %% auto #0
-__all__ = ['canonical_json', 'run_id', 'write_atomic', 'parse_jsonl', 'checkpoint_step', 'Run', 'run_dir', 'open_run', 'ensure',
-           'find_runs', 'eval_rows', 'curve_rows']
+__all__ = ['canonical_json', 'run_id', 'write_atomic', 'parse_jsonl', 'process_rank', 'is_writer', 'checkpoint_step', 'Run',
+           'run_dir', 'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows']
 
 # %% ../nbs/13_runs.ipynb #d5f3e6a7
 def _plain(o):
@@ -77,6 +77,16 @@ def parse_jsonl(text:str,  # the file's content
             raise ValueError(f"{where}, line {i+1}: not valid JSON ({e.msg}); only a torn last line is tolerated") from None
     return rows
 
+# %% ../nbs/13_runs.ipynb #d1e501a5
+def process_rank()->int:
+    "This process's global rank under accelerate launch / torchrun (`RANK`), 0 for a single process"
+    try: return int(os.environ.get('RANK') or 0)
+    except ValueError: raise ValueError(f"RANK={os.environ['RANK']!r} is not an integer (set by accelerate launch / torchrun)") from None
+
+def is_writer()->bool:
+    "Whether this process writes the run registry (rank 0)"
+    return process_rank() == 0
+
 # %% ../nbs/13_runs.ipynb #de8cfe6d
 def checkpoint_step(ckpt)->int|None:
     "The global step of a complete checkpoint folder (its `trainer_state.json` is readable), else None"
@@ -125,7 +135,7 @@ def status(self:Run)->str:
 def _repair(self:Run):
     "Drop a torn last line left by a kill, so that the next append starts on a fresh line"
     p = self.metrics_path
-    if not p.exists() or p.stat().st_size == 0: return
+    if not is_writer() or not p.exists() or p.stat().st_size == 0: return
     with open(p, 'rb') as f:
         f.seek(-1, os.SEEK_END)
         if f.read(1) == b'\n': return
@@ -133,10 +143,11 @@ def _repair(self:Run):
 
 @patch
 def append_metrics(self:Run, *rows:dict):
-    "Append rows (dicts, each with a `step`) to metrics.jsonl, one line each, flushed"
-    self._repair()
+    "Append rows (dicts, each with a `step`) to metrics.jsonl, one line each, flushed (by the writing process only)"
     for r in rows:
         if 'step' not in r: raise ValueError(f"{self.metrics_path}: every metrics row needs a 'step', got keys {sorted(r)}")
+    if not is_writer(): return
+    self._repair()
     lines = ''.join(json.dumps(_finite(r), allow_nan=False) + '\n' for r in rows)
     with open(self.metrics_path, 'a') as f: f.write(lines); f.flush()
 
@@ -149,6 +160,7 @@ def read_metrics(self:Run)->list[dict]:
 @patch
 def truncate_metrics(self:Run, after_step:int|None):
     "Keep only rows with `step <= after_step` (none when None): what a resume from that step will not rewrite"
+    if not is_writer(): return
     rows = [r for r in self.read_metrics() if after_step is not None and r.get('step', -1) <= after_step]
     write_atomic(self.metrics_path, ''.join(json.dumps(r) + '\n' for r in rows))
 
@@ -167,8 +179,9 @@ def last_checkpoint(self:Run)->Path|None:
 
 @patch
 def prepare_resume(self:Run)->Path|None:
-    "The checkpoint to resume from (None: start over); deletes incomplete checkpoints and metric rows after it"
+    "The checkpoint to resume from (None: start over); the writing process deletes incomplete checkpoints and metric rows after it"
     ck = self.last_checkpoint()
+    if not is_writer(): return ck  # the same complete checkpoint, seen by every process
     keep = set(self.checkpoints())
     for d in self.ckpt_dir.glob('checkpoint-*'):
         if d.is_dir() and d not in keep: shutil.rmtree(d)
@@ -178,7 +191,8 @@ def prepare_resume(self:Run)->Path|None:
 # %% ../nbs/13_runs.ipynb #d1802772
 @patch
 def mark_done(self:Run, summary:dict|None=None):
-    "Finish the run: write DONE (atomically, last) holding `summary` (status defaults to 'done')"
+    "Finish the run: write DONE (atomically, last) holding `summary` (status defaults to 'done'); the writing process only"
+    if not is_writer(): return
     write_atomic(self.path/'DONE', json.dumps(_finite({'status': 'done', **(summary or {})}), indent=1))
 
 @patch
@@ -223,7 +237,7 @@ def open_run(root,  # the registry folder (profile key `runs`)
     if p.exists():
         if canonical_json(json.loads(p.read_text())) != canon:
             raise ValueError(f"{p}: holds a different config than the one hashing to this folder; remove the folder or fix the file")
-    else: write_atomic(p, json.dumps(json.loads(canon), indent=1, sort_keys=True) + '\n')
+    elif is_writer(): write_atomic(p, json.dumps(json.loads(canon), indent=1, sort_keys=True) + '\n')
     return run
 
 def ensure(root, kind:str, config:dict,
@@ -232,6 +246,10 @@ def ensure(root, kind:str, config:dict,
     "Run `fn(run)` unless the run is DONE; it resumes from the last complete checkpoint; DONE is written after it"
     run = open_run(root, kind, config)
     if run.is_done(): return run
+    if not is_writer():  # another process of a multi-process run: train beside the writer, which holds the lock and writes
+        run.resume_from = run.prepare_resume()
+        fn(run)
+        return run
     with run.lock(wait=True):  # a parallel batch may ask for the same run: wait for it, then reuse it
         if run.is_done(): return run  # finished by another process meanwhile
         run.resume_from = run.prepare_resume()

@@ -11,7 +11,8 @@ from .config import load_profile, SettingsError, set_offline
 from . import data as _data  # registers the data keys (chat_template) before a profile is read
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'METHODS', 'load_run_config', 'train_from_config', 'launch_command', 'build_parser', 'main']
+__all__ = ['RUN_KEYS', 'METHODS', 'load_run_config', 'train_from_config', 'launch_command', 'cpu_processes', 'build_parser',
+           'main']
 
 # %% ../nbs/31_train.ipynb #c749f497
 RUN_KEYS = {'profile': 'settings.ini profile', 'settings': 'settings.ini path', 'data': 'data set name of the profile',
@@ -73,6 +74,14 @@ def launch_command(kind:str, run_file, accelerate_config=None,  # e.g. configs/a
                 '--main_process_ip', main_process_ip, '--main_process_port', str(main_process_port)]
     return cmd + ['-m', 'plasticity_nb.train', kind, '--config', str(run_file)]
 
+# %% ../nbs/31_train.ipynb #15b64eea
+def cpu_processes()->bool:
+    "Under a multi-process launch on a machine without CUDA, make the trainers join the processes on the CPU (gloo)"
+    import os, torch
+    if int(os.environ.get('WORLD_SIZE') or 1) <= 1 or torch.cuda.is_available(): return False
+    os.environ.setdefault('ACCELERATE_USE_CPU', 'true')
+    return True
+
 # %% ../nbs/31_train.ipynb #59a74b42
 def build_parser(prog='plasticity train')->argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description='Run one SFT / RL / synchronized SFT-RL training from a run file (works under accelerate launch).')
@@ -87,6 +96,7 @@ def main(argv=None)->int:
     a = build_parser().parse_args(argv)
     try:
         if a.print_launch: print(shlex.join(launch_command(a.kind, a.config, a.print_launch, a.num_processes))); return 0
+        cpu_processes()
         print(train_from_config(a.kind, load_run_config(a.config, a.kind)))
         return 0
     except (SettingsError, ValueError, KeyError, FileNotFoundError) as e:
