@@ -134,7 +134,7 @@ def _atomic_dir(out_dir:Path)->Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', suffix='.part', dir=out_dir.parent))
 
-# %% ../nbs/03_models.ipynb #3165beb7
+# %% ../nbs/03_models.ipynb #8a173d69
 def checkpointing_kw(on:bool)->dict:
     "The TrainingArguments keyword for activation checkpointing: `activation_checkpointing` (transformers >= 5.2x), else `gradient_checkpointing`"
     from transformers import TrainingArguments
