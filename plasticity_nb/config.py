@@ -26,6 +26,10 @@ _TYPES = {'int': int, 'float': float, 'str': str, 'path': str, 'bool': _bool}
 SCHEMA: dict[str, tuple[str, object, str]] = {
     # key: (type, default, meaning)
     'description': ('str', '', 'one line on what the profile is'),
+    'extends': ('str', '', "another profile whose keys this one starts from (its own keys win)"),
+    'figures': ('str', '', "the notebooks of this profile's batch, comma-separated (empty: all)"),
+    'own_datasets': ('str', 'full,s1k,easy,uniform,hard', "SFT data sets of the own-run sequential figures (fig3, table4, fig8)"),
+    'rl_branches': ('int', 2, 'RL branches per data set in the own-run sequential figures, spread over the SFT regimes'),
     'outputs': ('path', 'outputs', 'folder for figures and REPORT.md (outputs/<profile>/)'),
     'runs': ('path', 'runs', 'run registry folder'),
     'retu_cache': ('path', '', "the authors' released cache folder (LINs-lab/RETU analysis/flops_estimate_kit/cache)"),
@@ -83,6 +87,8 @@ SCHEMA: dict[str, tuple[str, object, str]] = {
     # evaluation
     'eval_samples': ('int', 1, 'samples per problem on large benchmarks (pass@1)'),
     'eval_samples_small': ('int', 4, 'samples per problem on the small hard benchmarks (avg@k)'),
+    'eval_greedy': ('bool', False, 'also score greedy decoding at every evaluation (shows how much of a gain is sharpening)'),
+    'rl_warmup': ('int', 0, 'RL learning-rate warm-up steps (then constant)'),
 }
 
 def register_keys(**keys):
@@ -123,6 +129,16 @@ def list_profiles(path=None)->list[str]:
     return _read_ini(Path(path or find_settings())).sections()
 
 # %% ../nbs/00_config.ipynb #054586ef
+def _lineage(cp, name:str, path)->list[str]:
+    "The profile and the profiles it `extends`, nearest first"
+    chain = [name]
+    while parent := cp._sections[chain[-1]].get('extends'):
+        if parent not in cp.sections():
+            raise SettingsError(f"{path} [{chain[-1]}] extends = {parent!r}: no such profile; defined profiles: {', '.join(cp.sections())}")
+        if parent in chain: raise SettingsError(f"{path} [{chain[-1]}] extends = {parent!r}: a cycle ({' -> '.join(chain + [parent])})")
+        chain.append(parent)
+    return chain
+
 def load_profile(name:str|None=None,  # profile section; default $PLASTICITY_PROFILE or 'tiny'
                  path=None,  # settings.ini; default `find_settings()`
                  **overrides  # key=value replacing the file's values (e.g. from papermill parameters)
@@ -135,7 +151,7 @@ def load_profile(name:str|None=None,  # profile section; default $PLASTICITY_PRO
         raise SettingsError(f"{path}: unknown profile {name!r}; defined profiles: {', '.join(cp.sections())}")
     raw = {k:d for k,(t,d,_) in SCHEMA.items()}
     for k in cp.defaults(): raw[k] = cp.defaults()[k]
-    for k in cp[name]: raw[k] = cp[name][k]
+    for sec in reversed(_lineage(cp, name, path)): raw.update(cp._sections[sec])  # the profile's own keys win over its parents'
     raw.update({k:v for k,v in overrides.items() if v is not None})
     prof = Profile(name=name, path=str(path))
     for k,v in raw.items():

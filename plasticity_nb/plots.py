@@ -11,7 +11,7 @@ import seaborn as sns
 
 # %% auto #0
 __all__ = ['DATASET_LABELS', 'REGIME_COLORS', 'label', 'shade_regimes', 'plot_ceiling_panels', 'plot_fitted_curves',
-           'plot_ceiling_vs_loss', 'plot_score_vs_compute']
+           'plot_ceiling_vs_loss', 'plot_score_vs_compute', 'plot_headroom']
 
 # %% ../nbs/23_plots.ipynb #22d6a5d9
 DATASET_LABELS = {'general': 'SFT889K', 's1K': 'S1K', 'easy102K': 'Easy102K', 'uniform102K': 'Uniform102K',
@@ -117,4 +117,18 @@ def plot_score_vs_compute(df:pd.DataFrame,  # tidy rows: exaflops, score, and th
         ax.set(title=f'{title} {pn or ""}'.strip(), xlabel='compute (exaFLOPs)', ylabel='score (points)')
         ax.legend(fontsize=7)
     fig.tight_layout()
+    return fig
+
+# %% ../nbs/23_plots.ipynb #9a12debc
+def plot_headroom(h:pd.DataFrame,  # rows: model, level, greedy, pass_1, pass_k (points), as `diagnostics.headroom` per model
+                  rl_levels=(),  # difficulties of the RL prompts (shaded)
+                  k:int=8):
+    "Per difficulty: pass@1 (solid), pass@k (dashed) and greedy (dotted) of each model; the gap pass@k - pass@1 is what RL can sharpen"
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    if len(rl_levels): ax.axvspan(min(rl_levels) - 0.5, max(rl_levels) + 0.5, color='#d9ead3', alpha=0.6, lw=0, zorder=0, label='RL prompts')
+    long = h.melt(id_vars=['model', 'level'], value_vars=['pass_1', 'pass_k', 'greedy'], var_name='metric', value_name='score')
+    long['metric'] = long.metric.map({'pass_1': 'pass@1', 'pass_k': f'pass@{k}', 'greedy': 'greedy'})
+    sns.lineplot(data=long, x='level', y='score', hue='model', style='metric', markers=True, dashes={'pass@1': '', f'pass@{k}': (4, 2), 'greedy': (1, 1)}, ax=ax)
+    ax.set(xlabel='difficulty (steps)', ylabel='score (points)', ylim=(-2, 102), title='Headroom: what RL can sharpen, per difficulty')
+    ax.legend(fontsize=7, loc='upper right', ncols=2)
     return fig

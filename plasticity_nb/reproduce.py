@@ -244,7 +244,7 @@ def write_report(out:Path, outcomes:list[Outcome], prof:Profile,
         if o.status != 'ran' or not p.exists(): continue
         rep = json.loads(p.read_text())
         lines += ['', f'## {o.name}: {rep.get("title") or FIGURES[o.name].title}', '']
-        cols = ['quantity', 'ours', 'published'] + [c for c in ('unit', 'verdict', 'note') if any(c in r for r in rep['rows'])]
+        cols = ['quantity', 'ours', 'published'] + [c for c in ('unit', 'effect', 'verdict', 'note') if any(c in r for r in rep['rows'])]
         lines += ['| ' + ' | '.join(cols) + ' |', '|' + ' --- |'*len(cols)]
         lines += ['| ' + ' | '.join(_fmt(r.get(c)) for c in cols) + ' |' for r in rep['rows']]
         lines += [f'\n![{png.stem}]({png.name})' for png in sorted(figure_outputs(out, o.name)) if png.suffix == '.png']

@@ -75,6 +75,7 @@ class DAPOConfig(GRPOConfig):
     def round_prompts(self)->int: return (self.gen_batch_prompts or self.train_prompts) if self.dynamic_sampling else self.train_prompts
 
 # %% ../nbs/11_rl.ipynb #5a32d857
+from .models import checkpointing_kw
 def _common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperature, micro_batch, seed, save_every, kw)->dict:
     world = int(os.environ.get('WORLD_SIZE', 1))
     rows = batch * group_size
@@ -85,10 +86,10 @@ def _common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperatur
     d = dict(output_dir=str(output_dir), learning_rate=lr, per_device_train_batch_size=micro,
              gradient_accumulation_steps=rows // (micro * world), num_generations=group_size,
              max_completion_length=max_new_tokens, temperature=temperature, top_p=1.0, top_k=0, max_steps=steps,
-             beta=0.0, scale_rewards='group', lr_scheduler_type='constant', warmup_steps=0, weight_decay=0.01,
+             beta=0.0, scale_rewards='group', lr_scheduler_type='constant_with_warmup', warmup_steps=0, weight_decay=0.01,
              max_grad_norm=1.0, logging_steps=1, report_to='none', save_strategy='steps' if save_every else 'no',
              save_steps=save_every or 1, seed=seed, data_seed=seed, disable_tqdm=True, log_level='warning',
-             remove_unused_columns=False, disable_dropout=True, bf16=False, activation_checkpointing=False,
+             remove_unused_columns=False, disable_dropout=True, bf16=False, **checkpointing_kw(False),
              dataloader_pin_memory=torch.cuda.is_available())
     d.update(kw)
     return d
@@ -368,11 +369,12 @@ class RunLogger(TrainerCallback):
         self.run.append_metrics(dict(step=state.global_step, event='train', stage=self.stage, **logs))
 
 # %% ../nbs/11_rl.ipynb #694833b7
-def _default_evaluate(benchmarks, samples, temperature, max_new_tokens, seed, batch_size):
-    from plasticity_nb.evaluate import evaluate
+def _default_evaluate(benchmarks, samples, temperature, max_new_tokens, seed, batch_size, greedy=False):
+    "evaluate_fn(model, tokenizer): `stats.evaluate_with_se` on the benchmarks (HF engine; the same problems and seeds at every call)"
+    from plasticity_nb.stats import evaluate_with_se
     def fn(model, tokenizer):
-        return evaluate(model, tokenizer, benchmarks, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
-                        seed=seed, engine='hf', batch_size=batch_size)
+        return evaluate_with_se(model, tokenizer, benchmarks, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
+                                seed=seed, engine='hf', batch_size=batch_size, greedy=greedy)
     return fn
 
 _DIVERGED = re.compile(r'\b(nan|inf)\b|probability tensor contains|device-side assert', re.I)
@@ -397,6 +399,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
            eval_every:int=10,  # evaluation (and default checkpoint) interval in steps
            benchmarks:dict|None=None,  # name: rows with 'prompt' and 'answer' (None: no evaluation)
            eval_samples:dict|int=1,  # samples per problem (see evaluate.samples_for)
+           eval_greedy:bool=False,  # also score greedy decoding at every evaluation (`overall_greedy`)
            max_new_tokens:int=8192, temperature:float=0.7, eps_low:float=0.2, eps_high:float=0.28,
            ds_rounds:int=10,  # K
            overlong_cache:int=0,  # > 0: DAPO's soft overlong penalty over the last overlong_cache tokens
@@ -441,7 +444,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
     funcs = list(reward_funcs or [math_reward])
     if overlong_cache > 0: funcs.append(overlong_reward_func(max_new_tokens, overlong_cache))
     if evaluate_fn is None and benchmarks:
-        evaluate_fn = _default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size)
+        evaluate_fn = _default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size, eval_greedy)
     model, tok = load_local(model_path)
     logger = RunLogger(run, evaluate_fn, eval_every)
     data = Dataset.from_list([{**r, 'answer': str(r['answer'])} for r in train_prompts])
@@ -470,7 +473,8 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
 _PROFILE_KEYS = dict(lr='rl_lr', batch='rl_batch', gen_batch='rl_gen_batch', group_size='group_size', steps='rl_steps',
                      eval_every='rl_eval_every', max_new_tokens='max_new_tokens', temperature='temperature',
                      eps_low='eps_low', eps_high='eps_high', ds_rounds='ds_rounds', overlong_cache='overlong_cache',
-                     rollout_engine='rollout_engine', seed='seed', bf16='bf16')
+                     rollout_engine='rollout_engine', seed='seed', bf16='bf16', warmup_steps='rl_warmup',
+                     eval_greedy='eval_greedy')
 
 def rl_settings(profile,  # a config.Profile (or dict with its keys)
                 benchmarks:dict|None=None,  # the evaluation sets (their names pick avg@k or pass@1)

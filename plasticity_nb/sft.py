@@ -9,9 +9,12 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 from .flops import ModelDims, sft_step_flops, EXA
-from .evaluate import evaluate, pick_engine, samples_from_profile
+from .evaluate import pick_engine, samples_from_profile
+from .stats import evaluate_with_se
 from .curves import CURVE_COLUMNS
 from .config import register_keys, SCHEMA
+from .runs import is_writer
+
 
 # %% auto #0
 __all__ = ['SMALL_SETS', 'SUBSETS', 'to_sft_dataset', 'read_metrics', 'loss_curve', 'sft_curve_rows', 'checkpoints',
@@ -41,10 +44,12 @@ def read_metrics(out_dir)->list[dict]:
     return recs
 
 def _append(out_dir, rec:dict):
+    if not is_writer(): return  # one writer under accelerate launch (runs.is_writer)
     with open(Path(out_dir)/'metrics.jsonl', 'a') as f:
         f.write(json.dumps(rec) + '\n'); f.flush(); os.fsync(f.fileno())
 
 def _rewrite(out_dir, recs:list[dict]):
+    if not is_writer(): return
     p = Path(out_dir)/'metrics.jsonl'
     tmp = p.with_name('.metrics.jsonl.part')
     tmp.write_text(''.join(json.dumps(r) + '\n' for r in recs)); os.replace(tmp, p)
@@ -98,7 +103,7 @@ class SFTRecorder(TrainerCallback):
 
     def record(self, step, val_loss, model, tokenizer, checkpoint, epoch=0.0):
         "Score the model and append one record"
-        scores = evaluate(model, tokenizer, self.benchmarks, **self.eval_kw) if self.benchmarks else {}
+        scores = evaluate_with_se(model, tokenizer, self.benchmarks, **self.eval_kw) if self.benchmarks else {}
         secs = time.time() - self.t0 if self.t0 else 0.0
         rec = dict(stage='sft', step=step, exaflops=step * self.step_flops / EXA, val_loss=val_loss, scores=scores,
                    train_loss=self.train_loss, epoch=epoch, seconds=round(secs, 2),
@@ -138,6 +143,7 @@ def _batching(batch:int, micro_batch:int|None)->tuple[int,int]:
     return mb, batch // mb
 
 # %% ../nbs/10_sft.ipynb #7ebeda99
+from .models import checkpointing_kw
 def sft_trainer(model, tokenizer, train_rows, val_rows,  # prompt-completion rows (or Datasets of them)
                 out_dir, *, lr:float=1e-3, batch:int=64, epochs:float=6.0,
                 ckpt_every:int=50, warmup:float=0.05, max_len:int=256, seed:int=0, bf16:bool=False,
@@ -151,7 +157,7 @@ def sft_trainer(model, tokenizer, train_rows, val_rows,  # prompt-completion row
                      save_strategy='steps', save_steps=ckpt_every, logging_steps=ckpt_every, completion_only_loss=True,
                      max_length=max_len, seed=seed, data_seed=seed, bf16=bf16, report_to='none', prediction_loss_only=True,
                      dataloader_num_workers=0, log_level='warning', disable_tqdm=False, save_only_model=False,
-                     activation_checkpointing=grad_ckpt, dataloader_pin_memory=torch.cuda.is_available())
+                     **checkpointing_kw(grad_ckpt), dataloader_pin_memory=torch.cuda.is_available())
     return SFTTrainer(model=model, args=args, train_dataset=to_sft_dataset(train_rows, 'train'),
                       eval_dataset=to_sft_dataset(val_rows, 'validation'), processing_class=tokenizer)
 
@@ -224,4 +230,5 @@ def sft_hparams(profile,  # a `config.Profile`
 def sft_eval_kw(profile, benchmarks:dict)->dict:
     "`evaluate` keyword arguments from the profile (samples per benchmark, temperature, length, engine, seed)"
     return dict(samples=samples_from_profile(profile, list(benchmarks)), temperature=profile['temperature'],
-                max_new_tokens=profile['max_new_tokens'], engine=profile['rollout_engine'], seed=profile['seed'])
+                max_new_tokens=profile['max_new_tokens'], engine=profile['rollout_engine'], seed=profile['seed'],
+                greedy=profile['eval_greedy'])

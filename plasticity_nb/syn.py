@@ -563,11 +563,10 @@ def syn_config(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
     return cls(**{**d, **kw})
 
 # %% ../nbs/12_syn.ipynb #056d3ae4
-def _evaluator(benchmarks, samples, temperature, max_new_tokens, seed, batch_size):
-    "evaluate_fn(model, tokenizer) on the benchmarks with the HF engine (as rl.run_rl's default)"
-    from plasticity_nb.evaluate import evaluate
-    return lambda model, tok: evaluate(model, tok, benchmarks, samples=samples, temperature=temperature,
-                                       max_new_tokens=max_new_tokens, seed=seed, engine='hf', batch_size=batch_size)
+def _evaluator(benchmarks, samples, temperature, max_new_tokens, seed, batch_size, greedy=False):
+    "evaluate_fn(model, tokenizer) on the benchmarks with the HF engine: rl.run_rl's default"
+    from plasticity_nb.rl import _default_evaluate
+    return _default_evaluate(benchmarks, samples, temperature, max_new_tokens, seed, batch_size, greedy)
 
 def _summary(run:Run, status:str, steps:int, rl_flops:float, seconds_per_step:float|None)->dict:
     "The DONE summary (the same fields as rl.run_rl's)"
@@ -587,7 +586,7 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
             batch:int=64, group_size:int=8, steps:int=100,
             eval_every:int=10,  # evaluation (and default checkpoint) interval in steps
             benchmarks:dict|None=None,  # name: rows with 'prompt' and 'answer' (None: no evaluation)
-            eval_samples:dict|int=1,
+            eval_samples:dict|int=1, eval_greedy:bool=False,
             max_new_tokens:int=8192, temperature:float=0.7, eps_low:float=0.2, eps_high:float|None=None,
             overlong_cache:int=0,  # > 0: DAPO's soft overlong penalty as an extra reward
             mask_truncated:bool=False,
@@ -626,7 +625,7 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
     funcs = list(reward_funcs or [math_reward])
     if overlong_cache > 0: funcs.append(overlong_reward_func(max_new_tokens, overlong_cache))
     if evaluate_fn is None and benchmarks:
-        evaluate_fn = _evaluator(benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size)
+        evaluate_fn = _evaluator(benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size, eval_greedy)
     logger = RunLogger(run, evaluate_fn, eval_every)
     trainer = METHODS[method][1](model=model, reward_funcs=funcs, args=args, train_dataset=data, processing_class=tok,
                                  callbacks=[logger, *(callbacks or [])])

@@ -13,8 +13,8 @@ __all__ = ['ALPHABET', 'LIMIT', 'BASE_OPERAND', 'MAX_MULT', 'PROMPT', 'PRETRAIN_
            'S1K_LEVELS', 'RL_LEVELS', 'PAPER_SIZES', 'BENCH_LEVELS', 'BENCH_FRACTION', 'MIN_BENCH', 'WORLD_VERSION',
            'BENCH_SIZES', 'WORLD_KEYS', 'max_operand', 'make_problem', 'direct_answer_corpus', 'arithmetic_facts',
            'expression_readings', 'pretrain_corpus', 'bench_sizes', 'rl_levels', 'build_world', 'check_disjoint',
-           'world_summary', 'length_by_difficulty', 'to_dataset', 'write_jsonl', 'read_jsonl', 'save_world',
-           'load_world', 'world_key', 'cached_world']
+           'fresh_problems', 'world_summary', 'length_by_difficulty', 'to_dataset', 'write_jsonl', 'read_jsonl',
+           'save_world', 'load_world', 'world_key', 'cached_world']
 
 # %% ../nbs/01_tasks.ipynb #0aa48242
 ALPHABET = "\n ()*+-.0123456789=C\\bdemoptux{}"  # every character of every prompt and completion
@@ -225,6 +225,16 @@ def check_disjoint(world:dict)->dict:
             if common := ph & {r['prompt'] for r in sets[k] if 'prompt' in r}:  # fact rows have no prompt
                 raise ValueError(f"held-out set {h!r} shares {len(common)} prompts with {k!r}, e.g. {next(iter(common))!r}")
     return world
+
+# %% ../nbs/01_tasks.ipynb #fa36532d
+def fresh_problems(world:dict,  # a built world: its prompts are excluded
+                   cfg:dict,  # the profile (world_limit, world_max_operand)
+                   per_level:int=30, levels=tuple(range(1, 10)), seed:int=0)->list[dict]:
+    "`per_level` new problems at each difficulty, in no set of `world`: probes of what a model can do beyond its training data"
+    seen = {r['prompt'] for k, v in world.items() if k != 'benchmarks' for r in v if 'prompt' in r}
+    seen |= {r['prompt'] for v in world.get('benchmarks', {}).values() for r in v}
+    ar = dict(limit=_size(cfg, 'world_limit'), base=_size(cfg, 'world_max_operand'))
+    return [r for d in levels for r in _draw(_stream(seed, f'probe{d}'), per_level, (d,), seen, what=f'probe level {d}', **ar)]
 
 # %% ../nbs/01_tasks.ipynb #c1f69eda
 def world_summary(world:dict)->list[dict]:
