@@ -191,6 +191,7 @@ def branches_from_curves(df:pd.DataFrame, benchmark:str='overall')->list[dict]:
         later = (g.step > 0).to_numpy()
         out.append(dict(scene=ds, ckpt=int(bs), paradigm=par, seed=seed, x_sft=float(g.sft_exaflops.iloc[0]), p_sft=p_sft,
                         p_sft_se=float(st.overall_se.iloc[0]) if own0 else np.nan,
+                        p_sft_se_problems=float(st.overall_se_problems.iloc[0]) if own0 else np.nan,
                         greedy=st.overall_greedy.to_numpy(float), x=g.exaflops.to_numpy(float)[later],
                         y=g.score.to_numpy(float)[later], y_se=st.overall_se.to_numpy(float)[later]))
     return out
@@ -210,6 +211,7 @@ def _branch_meta(b)->dict:
     y, se, g = b['y'], b.get('y_se', np.full(len(b['y']), np.nan)), b.get('greedy', np.array([np.nan]))
     k = int(np.argmax(y)) if len(y) else 0
     return dict(paradigm=b['paradigm'], seed=b['seed'], n_points=len(y), p_sft_se=b.get('p_sft_se', np.nan),
+                p_sft_se_problems=b.get('p_sft_se_problems', np.nan),
                 peak_score=float(y[k]) if len(y) else np.nan, peak_se=float(se[k]) if len(y) else np.nan,
                 last_score=float(y[-1]) if len(y) else np.nan, last_se=float(se[-1]) if len(y) else np.nan,
                 greedy_start=float(g[0]) if len(g) else np.nan, greedy_end=float(g[-1]) if len(g) else np.nan)
