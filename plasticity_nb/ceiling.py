@@ -14,7 +14,7 @@ __all__ = ['FIT_COLUMNS', 'REGIMES', 'gain_curve', 'fit_branches', 'peak_ceiling
 
 # %% ../nbs/21_ceiling.ipynb #e197672d
 FIT_COLUMNS = ['scene', 'ckpt', 'x_sft', 'p_sft', 'pl_rl', 'a_post', 'a_post_se', 'eps', 'c_mid', 'b', 'rmse_train', 'rmse_val',
-               'r2_train', 'r2_val', 'score', 'n_points', 'n_fit', 'n_used', 'converged', 'at_bound', 'identified', 'peak', 'source',
+               'r2_train', 'r2_val', 'score', 'n_points', 'n_fit', 'n_used', 'converged', 'at_bound', 'bound', 'method', 'outlier_fits', 'identified', 'peak', 'source',
                'train_range', 'val_range', 'outlier_threshold', 'use_robust_reg', 'lts_alpha', 'free_c0']
 _BRANCH_KEYS = ('scene', 'ckpt', 'x_sft', 'p_sft', 'x', 'y')
 
@@ -48,14 +48,15 @@ def _row(branch, f, source, peak):
                 pl_rl=f.pl, a_post=float(branch['p_sft']) + f.pl, a_post_se=f.pl_se, eps=f.eps, c_mid=f.c_mid, b=f.b,
                 rmse_train=f.rmse_train, rmse_val=f.rmse_val, r2_train=f.r2_train, r2_val=f.r2_val, score=f.score,
                 n_points=len(branch['x']) + 1, n_fit=f.n_fit, n_used=f.n_used, converged=f.converged, at_bound=f.at_bound,
-                identified=f.identified, peak=peak, source=source, **s.to_dict())
+                bound=f.bound, method=f.method, outlier_fits=f.outlier_fits, identified=f.identified, peak=peak, source=source,
+                **s.to_dict())
 
 def fit_branches(branches:list,  # dicts as from `retu.load_branches`
                  settings:list|None=None,  # released settings dicts (with scene, ckpt); None: select per branch
                  n_boot:int=200,  # bootstrap resamples for a_post_se (0: skip, a_post_se NaN)
-                 seed:int=0,  # seed of the LTS starts and the bootstrap
+                 seed:int=0,  # seed of the bootstrap (the LTS restarts use the kit's seed 42)
                  missing:str='error',  # a branch without released settings: 'error', 'select' or 'skip'
-                 fallback:str|None='select'  # a released fit that is not identified: 'select' or None (keep it)
+                 fallback:str|None=None  # a released fit that is not identified: None (keep the authors' fit) or 'select'
                 )->pd.DataFrame:
     "Fit the sigmoidal law to every RL branch: one row per branch with P_sft, PL_rl, A_post and the fit"
     if missing not in ('error', 'select', 'skip'): raise ValueError(f"fit_branches: missing={missing!r}; accepted: 'error', 'select', 'skip'")
@@ -74,7 +75,7 @@ def fit_branches(branches:list,  # dicts as from `retu.load_branches`
         else:
             f, source = fit_curve(x, y, s, seed=seed), 'released'
             if not f.identified and fallback == 'select': f, source = select_settings(x, y, seed=seed)[1], 'fallback'
-        if n_boot: f.pl_se = bootstrap_se(x, y, f, n_boot, seed)
+        if n_boot and f.converged: f.pl_se = bootstrap_se(x, y, f, n_boot, seed)
         rows.append(_row(br, f, source, peak_ceiling(br['y'])))
     return pd.DataFrame(rows, columns=FIT_COLUMNS)
 

@@ -283,11 +283,12 @@ def load_fit_settings(path)->list[dict]:
 
 # %% ../nbs/22_retu.ipynb #d3f9afa6
 OUT_COLUMNS = dict(scene=None, ckpt=None, x_sft=2, p_sft=2, pl_rl=2, a_post=2, a_post_se=2, eps=2, c_mid=3, b=3,
-                   rmse_val=3, r2_train=3, r2_val=3)  # column: decimals
+                   rmse_val=3, r2_train=3, r2_val=3, bound=None)  # column: decimals (None: as text)
+_OPTIONAL = ('a_post_se', 'bound')  # printed when the fit reports them
 
 def _records(res:pd.DataFrame)->list[dict]:
     "Fit results as JSON-ready dicts with the output columns, rounded"
-    miss = [c for c in OUT_COLUMNS if c not in res.columns and c != 'a_post_se']
+    miss = [c for c in OUT_COLUMNS if c not in res.columns and c not in _OPTIONAL]
     if miss: raise ValueError(f"fit_branches result lacks columns {miss}")
     cols = [c for c in OUT_COLUMNS if c in res.columns]
     def conv(c, v):
