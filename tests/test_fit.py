@@ -258,6 +258,17 @@ def test_select_settings_picks_the_best_identified_score():
     with pytest.raises(ValueError, match='too short'): default_grid(6)
 
 
+def test_short_curves_no_interpolating_fits():
+    "A fit with no more informative points than parameters is not identified; the grid leaves out LTS entries that would be"
+    y = sigmoid_gain(X, 8, 12, 1.5) + np.r_[0, np.random.default_rng(6).normal(0, 0.3, 24)]
+    f = fit_curve(X, y, FitSettings((0, 4), (4, 9), use_robust_reg=True, lts_alpha=1.0))  # (0, 0) + 3 points, 3 parameters
+    assert f.converged and not f.identified and not f.bound and 0 < f.c_mid < X[-1] and f.b > 0
+    assert fit_curve(X, y, FitSettings((0, 16), (16, 25), use_robust_reg=True)).identified  # h = 12 points for 3 parameters
+    assert not any(g.use_robust_reg for g in default_grid(7))  # N_fit 5: int(0.85 * 5) = 4 points
+    assert all(int(g.lts_alpha * g.train_range[1]) >= 5 for n in range(7, 30) for g in default_grid(n) if g.use_robust_reg)
+    assert {(g.train_range[1], g.lts_alpha) for g in default_grid(9) if g.use_robust_reg} == {(6, 0.85), (7, 0.75), (7, 0.85)}
+
+
 def test_input_errors_name_the_problem():
     with pytest.raises(ValueError, match='sorted ascending'): fit_curve(X[::-1], X, FitSettings((0, 9), (9, 20)))
     with pytest.raises(ValueError, match='equal length'): fit_curve(X, X[:-1], FitSettings((0, 9), (9, 20)))
