@@ -400,6 +400,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
            benchmarks:dict|None=None,  # name: rows with 'prompt' and 'answer' (None: no evaluation)
            eval_samples:dict|int=1,  # samples per problem (see evaluate.samples_for)
            eval_greedy:bool=False,  # also score greedy decoding at every evaluation (`overall_greedy`)
+           warmup_steps:int=0,  # linear learning-rate warm-up, then constant
            max_new_tokens:int=8192, temperature:float=0.7, eps_low:float=0.2, eps_high:float=0.28,
            ds_rounds:int=10,  # K
            overlong_cache:int=0,  # > 0: DAPO's soft overlong penalty over the last overlong_cache tokens
@@ -437,7 +438,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
     engine = pick_engine(rollout_engine); use_vllm = engine == 'vllm'
     common = dict(lr=lr, batch=batch, group_size=group_size, steps=steps, max_new_tokens=max_new_tokens,
                   temperature=temperature, micro_batch=micro_batch, seed=seed, save_every=save_every or eval_every,
-                  bf16=bf16, use_vllm=use_vllm, **({'vllm_mode': 'colocate'} if use_vllm else {}), **config_kw)
+                  bf16=bf16, use_vllm=use_vllm, warmup_steps=warmup_steps, **({'vllm_mode': 'colocate'} if use_vllm else {}), **config_kw)
     args = (dapo_config(run.ckpt_dir, variant, gen_batch=gen_batch, eps_low=eps_low, eps_high=eps_high, ds_rounds=ds_rounds,
                         mask_truncated=mask_truncated, **common) if algo == 'dapo'
             else grpo_config(run.ckpt_dir, eps=eps_low, mask_truncated_completions=mask_truncated, **common))

@@ -45,7 +45,7 @@ STAT_KEYS = ('overall_se', 'overall_se_problems', 'overall_greedy')  # extra key
 def evaluate_with_se(model, tokenizer, benchmarks:dict,
                      samples:dict|int=8,  # samples per problem (per benchmark or one int)
                      temperature:float=0.7, max_new_tokens:int=128, seed:int=0, engine='auto', batch_size:int=256,
-                     greedy:bool=True  # also score greedy decoding (one sample per problem)
+                     greedy:bool=False  # also score greedy decoding (one sample per problem)
                     )->dict:
     "`evaluate` scores plus `overall_se`, `overall_se_problems` and (with `greedy`) `overall_greedy`, all in points"
     from plasticity_nb.evaluate import evaluate

@@ -587,6 +587,7 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
             eval_every:int=10,  # evaluation (and default checkpoint) interval in steps
             benchmarks:dict|None=None,  # name: rows with 'prompt' and 'answer' (None: no evaluation)
             eval_samples:dict|int=1, eval_greedy:bool=False,
+            warmup_steps:int=0,  # linear learning-rate warm-up, then constant
             max_new_tokens:int=8192, temperature:float=0.7, eps_low:float=0.2, eps_high:float|None=None,
             overlong_cache:int=0,  # > 0: DAPO's soft overlong penalty as an extra reward
             mask_truncated:bool=False,
@@ -621,7 +622,7 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
     use_vllm = pick_engine(rollout_engine) == 'vllm'
     args = syn_config(method, run.ckpt_dir, lr, batch, group_size, steps, max_new_tokens, temperature, eps_low, eps_high,
                       micro_batch, seed, save_every or eval_every, bf16=bf16, use_vllm=use_vllm,
-                      mask_truncated_completions=mask_truncated, **({'vllm_mode': 'colocate'} if use_vllm else {}), **config_kw)
+                      mask_truncated_completions=mask_truncated, warmup_steps=warmup_steps, **({'vllm_mode': 'colocate'} if use_vllm else {}), **config_kw)
     funcs = list(reward_funcs or [math_reward])
     if overlong_cache > 0: funcs.append(overlong_reward_func(max_new_tokens, overlong_cache))
     if evaluate_fn is None and benchmarks:

@@ -203,7 +203,7 @@ def test_short_run_writes_metrics_with_evaluations(base, tmp_path, algo):
     evals = [r for r in rows if r['event'] == 'eval']
     train = [r for r in rows if r['event'] == 'train']
     assert [r['step'] for r in evals] == [0, 2, 3] and [r['step'] for r in train] == [1, 2, 3]
-    assert all(set(r['scores']) == {'small', 'large', 'overall'} for r in evals)
+    assert all(set(r['scores']) == {'small', 'large', 'overall', 'overall_se', 'overall_se_problems'} for r in evals)
     assert all(0 <= v <= 100 for r in evals for v in r['scores'].values())
     cum = {0: 0.0}
     for r in train: cum[r['step']] = cum[r['step'] - 1] + r['rl/flops'] / 1e18

@@ -52,7 +52,7 @@ def test_small_run(world, tok, base, tmp_path):
     S = sum(len(r['prompt'] + r['completion']) + 2 for r in world['full']) / len(world['full'])
     m, _ = load_local(base)
     for r in recs: assert r['exaflops'] == pytest.approx(r['step'] * sft_step_flops(ModelDims.from_config(m.config), 8, S) / EXA)
-    for r in recs: assert set(r['scores']) == {'gsm8k', 'aime', 'overall'} and all(0 <= v <= 100 for v in r['scores'].values())
+    for r in recs: assert set(r['scores']) == {'gsm8k', 'aime', 'overall', 'overall_se', 'overall_se_problems'} and all(0 <= v <= 100 for v in r['scores'].values())
     # checkpoints in transformers format, optimizer state only in the newest
     ck = checkpoints(tmp_path/'run')
     assert sorted(ck) == [3, 6, 9]
@@ -63,7 +63,7 @@ def test_small_run(world, tok, base, tmp_path):
     # tidy-ready outputs
     assert loss_curve(recs) == [(r['step'], r['exaflops'], r['val_loss']) for r in recs]
     df = check_curves(sft_curve_rows(recs, run='r', dataset='full', seed=0))
-    assert len(df) == 4 * 3 and df['branch_step'].isna().all() and (df['sft_exaflops'] == df['exaflops']).all()
+    assert len(df) == 4 * 5 and df['branch_step'].isna().all() and (df['sft_exaflops'] == df['exaflops']).all()  # gsm8k, aime, overall, 2 SEs
     # a complete run is returned as is; resume=False refuses to overwrite it
     assert run_sft(base, None, world['full'], world['val'], tmp_path/'run', **HP) == recs
     with pytest.raises(ValueError, match='already holds a run'):
