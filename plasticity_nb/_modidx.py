@@ -702,6 +702,8 @@ d = { 'settings': { 'branch': 'main',
             'plasticity_nb.train': { 'plasticity_nb.train.build_parser': ('train.html#build_parser', 'plasticity_nb/train.py'),
                                      'plasticity_nb.train.cpu_processes': ('train.html#cpu_processes', 'plasticity_nb/train.py'),
                                      'plasticity_nb.train.launch_command': ('train.html#launch_command', 'plasticity_nb/train.py'),
+                                     'plasticity_nb.train.leave_process_group': ( 'train.html#leave_process_group',
+                                                                                  'plasticity_nb/train.py'),
                                      'plasticity_nb.train.load_run_config': ('train.html#load_run_config', 'plasticity_nb/train.py'),
                                      'plasticity_nb.train.main': ('train.html#main', 'plasticity_nb/train.py'),
                                      'plasticity_nb.train.train_from_config': ('train.html#train_from_config', 'plasticity_nb/train.py')}}}

@@ -11,8 +11,8 @@ from .config import load_profile, SettingsError, set_offline
 from . import data as _data  # registers the data keys (chat_template) before a profile is read
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'METHODS', 'load_run_config', 'train_from_config', 'launch_command', 'cpu_processes', 'build_parser',
-           'main']
+__all__ = ['RUN_KEYS', 'METHODS', 'load_run_config', 'train_from_config', 'launch_command', 'cpu_processes',
+           'leave_process_group', 'build_parser', 'main']
 
 # %% ../nbs/31_train.ipynb #c749f497
 RUN_KEYS = {'profile': 'settings.ini profile', 'settings': 'settings.ini path', 'data': 'data set name of the profile',
@@ -82,6 +82,13 @@ def cpu_processes()->bool:
     os.environ.setdefault('ACCELERATE_USE_CPU', 'true')
     return True
 
+def leave_process_group():
+    "Wait for the other processes, then close torch.distributed (a gloo group left open can abort a process at exit)"
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        try: dist.barrier()
+        finally: dist.destroy_process_group()
+
 # %% ../nbs/31_train.ipynb #59a74b42
 def build_parser(prog='plasticity train')->argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description='Run one SFT / RL / synchronized SFT-RL training from a run file (works under accelerate launch).')
@@ -97,7 +104,8 @@ def main(argv=None)->int:
     try:
         if a.print_launch: print(shlex.join(launch_command(a.kind, a.config, a.print_launch, a.num_processes))); return 0
         cpu_processes()
-        print(train_from_config(a.kind, load_run_config(a.config, a.kind)))
+        try: print(train_from_config(a.kind, load_run_config(a.config, a.kind)), flush=True)
+        finally: leave_process_group()
         return 0
     except (SettingsError, ValueError, KeyError, FileNotFoundError) as e:
         print(f'plasticity train: error: {e}', file=sys.stderr); return 2

@@ -12,7 +12,8 @@ def test_shipped_profile_is_valid(name):
     p = load_profile(name, path=INI)
     assert p.name == name and p.description
     assert p.sft_batch > 0 and p.group_size > 1 and p.rl_batch > 0
-    if p.model_path: assert p.bf16 and p.max_new_tokens >= 1024  # GPU profiles follow the paper: bf16, long responses
+    if p.model_path and name != 'rehearsal':  # GPU profiles follow the paper (the rehearsal is their CPU miniature)
+        assert p.bf16 and p.max_new_tokens >= 1024
 
 def test_missing_local_paths_fail_before_work(tmp_path):
     s = tmp_path/'settings.ini'
