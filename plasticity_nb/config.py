@@ -62,6 +62,7 @@ SCHEMA: dict[str, tuple[str, object, str]] = {
     'prompt_col': ('str', 'prompt', 'column holding the problem'),
     'completion_col': ('str', 'completion', 'column holding the expert solution'),
     'answer_col': ('str', 'answer', 'column holding the reference answer'),
+    'chat_template': ('bool', False, "render every prompt as a user turn of the model tokenizer's chat template (real models)"),
     'on_bad_row': ('str', 'drop', 'drop (counted in the summary) or error'),
     # SFT
     'sft_lr': ('float', 1e-3, 'SFT learning rate'), 'sft_batch': ('int', 64, 'SFT batch (sequences per step)'),
