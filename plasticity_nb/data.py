@@ -4,9 +4,9 @@
 
 # %% ../nbs/02_data.ipynb #747d3185
 from __future__ import annotations
-import json
+import json, re
 from pathlib import Path
-from .rewards import extract_boxed, parsable
+from .rewards import extract_boxed, unparsable_reason
 from .tasks import PAPER_SIZES, cached_world
 from .config import register_keys
 
@@ -18,22 +18,71 @@ __all__ = ['ACCEPTED', 'REASONS', 'N_EXAMPLES', 'DATA_KEYS', 'DataError', 'read_
 class DataError(ValueError):
     "A data file or row that cannot be used; the message names the file, row and field, and what is accepted"
 
-ACCEPTED = ".jsonl (one JSON object per line), .parquet, or a folder written by datasets' save_to_disk"
-REASONS = ('invalid_json', 'missing_field', 'empty_field', 'not_text', 'unparsable_answer', 'too_long')
+ACCEPTED = (".jsonl (one JSON object per line), .json (a JSON array of objects, or JSON lines), .parquet, "
+            "or a folder written by datasets' save_to_disk")
+REASONS = ('invalid_json', 'not_utf8', 'missing_field', 'empty_field', 'not_text', 'unparsable_answer', 'too_long')
 N_EXAMPLES = 5  # bad rows quoted in a summary
 
 # %% ../nbs/02_data.ipynb #232758c1
+class _Bad(str):
+    "A record that cannot be used: the text says why, `reason` is its name in the summary"
+    def __new__(cls, text, reason='invalid_json'):
+        s = super().__new__(cls, text); s.reason = reason; return s
+
+_JSON_TYPES = {list: 'a JSON array', str: 'a JSON string', int: 'a number', float: 'a number', bool: 'true/false', type(None): 'null'}
+def _record(r):
+    if isinstance(r, dict): return r
+    return _Bad(f"{_JSON_TYPES.get(type(r), type(r).__name__)}, not a JSON object" +
+                (" (a whole array of rows is read from a .json file)" if isinstance(r, list) else ''))
+
 def _jsonl(path):
     recs = []
-    try:
-        with open(path, encoding='utf-8') as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip(): continue
-                try: r = json.loads(line)
-                except json.JSONDecodeError as e: r = f"invalid JSON: {e.msg} at column {e.colno}"
-                recs.append((n, r if isinstance(r, (dict, str)) else f"not a JSON object: {type(r).__name__}"))
-    except UnicodeDecodeError as e: raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); accepted: {ACCEPTED}") from None
+    with open(path, 'rb') as f:
+        for n, raw in enumerate(f, 1):
+            try: line = raw.decode('utf-8').removeprefix('\ufeff')
+            except UnicodeDecodeError as e:
+                recs.append((n, _Bad(f"not UTF-8 text: {e.reason} (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line)", 'not_utf8'))); continue
+            if not line.strip(): continue
+            try: recs.append((n, _record(json.loads(line))))
+            except json.JSONDecodeError as e: recs.append((n, _Bad(f"invalid JSON: {e.msg} at column {e.colno}")))
     return recs
+
+_SPACE, _ESCAPED = re.compile(r'\s*'), re.compile('[\udc80-\udcff]')  # bytes that are not UTF-8, kept by surrogateescape
+
+def _where(text, i): return f"line {text.count(chr(10), 0, i) + 1} column {i - text.rfind(chr(10), 0, i)}"
+
+def _json_array(path, text):
+    "[(line, record)] of a JSON array, each element numbered by the line it starts on"
+    dec, recs, line, last = json.JSONDecoder(), [], 1, 0
+    broken = lambda i, msg: DataError(f"{path}: {_where(text, i)}: not a valid JSON array ({msg}); a broken array cannot be "
+                                      "read row by row: fix it, or write one JSON object per line (bad lines are then dropped)")
+    i = _SPACE.match(text, text.index('[') + 1).end()
+    while not text.startswith(']', i):
+        line += text.count('\n', last, i); last = i
+        try: r, end = dec.raw_decode(text, i)
+        except json.JSONDecodeError as e: raise broken(e.pos, e.msg) from None
+        bad = _ESCAPED.search(text, i, end)
+        recs.append((line, _Bad(f"not UTF-8 text: byte 0x{ord(bad[0]) - 0xdc00:02x} at {_where(text, bad.start())}", 'not_utf8')
+                           if bad else _record(r)))
+        i = _SPACE.match(text, end).end()
+        if text.startswith(',', i): i = _SPACE.match(text, i + 1).end()
+        elif not text.startswith(']', i): raise broken(i, "expected ',' or ']' after an element")
+    if text[i+1:].strip(): raise broken(_SPACE.match(text, i + 1).end(), "more text after the closing ']'")
+    return recs
+
+def _json(path):
+    "A .json file: one JSON array of rows, or JSON lines; a single object is named as such"
+    with open(path, 'rb') as f: first = f.read(1 << 16).removeprefix(b'\xef\xbb\xbf').lstrip()[:1]
+    text = lambda: Path(path).read_bytes().decode('utf-8', 'surrogateescape').removeprefix('\ufeff')
+    if first == b'[': return 'json', _json_array(path, text())
+    recs = _jsonl(path)
+    if first == b'{' and recs and isinstance(recs[0][1], _Bad):
+        try: obj = json.loads(text())
+        except json.JSONDecodeError: return 'jsonl', recs
+        lists = [k for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+        raise DataError(f"{path}: one JSON object (keys: {', '.join(list(obj)[:8])}), not rows" +
+                        (f"; if its {lists[0]!r} list holds the rows, save that list alone" if lists else '') + f"; accepted: {ACCEPTED}")
+    return 'jsonl', recs
 
 def _hf_disk(path):
     if not ((path/'dataset_info.json').exists() or (path/'dataset_dict.json').exists()):
@@ -47,7 +96,7 @@ def _hf_disk(path):
     return ds.column_names, ds.to_list()
 
 def read_records(path)->tuple[str, str, list, list|None]:
-    "(format, position word, [(position, record or error string)], columns or None) for a data file or folder"
+    "(format, position word, [(position, record or error string with a `reason`)], columns or None) for a data file or folder"
     path = Path(path)
     if not path.exists(): raise DataError(f"{path}: no such file or folder; accepted: {ACCEPTED}")
     try:
@@ -56,7 +105,8 @@ def read_records(path)->tuple[str, str, list, list|None]:
             import pyarrow.parquet as pq
             t = pq.read_table(path)
             return 'parquet', 'row', list(enumerate(t.to_pylist(), 1)), t.column_names
-        if path.suffix in ('.jsonl', '.json'): return 'jsonl', 'line', _jsonl(path), None
+        if path.suffix == '.jsonl': return 'jsonl', 'line', _jsonl(path), None
+        if path.suffix == '.json': fmt, recs = _json(path); return fmt, 'line', recs, None
     except DataError: raise
     except Exception as e: raise DataError(f"{path}: cannot read it ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); accepted: {ACCEPTED}") from None
     raise DataError(f"{path}: unsupported format {path.suffix or '(no suffix)'!r}; accepted: {ACCEPTED}")
@@ -95,7 +145,7 @@ def check_row(rec:dict,  # one record of the file
               max_len=None, tokenizer=None, require_completion=True,
               prompt_format=None):  # str -> str applied to the prompt (e.g. `chat_prompt`), before the length check
     "(row, note) for a good record (note 'derived_answer' or None), else (None, (reason, field, detail))"
-    if isinstance(rec, str): return None, ('invalid_json', None, rec)
+    if isinstance(rec, str): return None, (getattr(rec, 'reason', 'invalid_json'), None, rec)
     prompt, bad = _field(rec, cols['prompt'], 'prompt')
     if bad: return None, bad
     if prompt_format is not None: prompt = prompt_format(prompt)
@@ -106,7 +156,7 @@ def check_row(rec:dict,  # one record of the file
     if bad and bad[0] in ('missing_field', 'empty_field') and completion and (boxed := extract_boxed(completion)) is not None:
         answer, bad, derived = boxed, None, True
     if bad: return None, bad
-    if not parsable(answer): return None, ('unparsable_answer', 'answer', f"Math-Verify cannot parse {answer[:60]!r}")
+    if (why := unparsable_reason(answer)): return None, ('unparsable_answer', 'answer', why)
     if max_len:
         text = prompt + (completion or '')
         n = len(tokenizer(text, add_special_tokens=False)['input_ids']) if tokenizer is not None else len(text)
@@ -121,7 +171,7 @@ def load_rows(path,                      # .jsonl / .parquet file or saved HF da
               prompt_col='prompt',       # column (or dotted path) with the problem
               completion_col='completion', # column with the expert solution
               answer_col='answer',       # column with the reference answer (derived from \boxed{} when absent)
-              on_bad='drop',             # 'drop' bad rows (counted in the summary) or 'error' at the first one
+              on_bad='drop',             # 'drop' bad rows, undecodable lines too (counted in the summary), or 'error' at the first one
               max_len=None,              # longest prompt + completion: characters, or tokens with `tokenizer`
               tokenizer=None,            # a transformers tokenizer to measure length in tokens
               require_completion=True,   # False for RL prompt sets (completion kept when present)
@@ -146,10 +196,11 @@ def load_rows(path,                      # .jsonl / .parquet file or saved HF da
             raise DataError(f"{path}: {unit} {n}: " + (f"field {field!r}: " if field else '') + f"{reason} ({detail}); set on_bad_row = drop to skip such rows")
         dropped[reason] = dropped.get(reason, 0) + 1
         if len(examples) < N_EXAMPLES: examples.append(dict(row=n, reason=reason, field=field, detail=detail))
-    summary = dict(path=str(path), format=fmt, read=len(recs), kept=len(rows), dropped=dropped, derived_answer=derived, examples=examples)
+    summary = dict(path=str(path), format=fmt, unit=unit, read=len(recs), kept=len(rows), dropped=dropped, derived_answer=derived, examples=examples)
     if recs and not rows:
-        raise DataError(f"{path}: all {len(recs)} rows are bad ({dropped}), e.g. {unit} {examples[0]['row']}: {examples[0]['detail']}; "
-                        f"check prompt_col/completion_col/answer_col ({prompt_col!r}, {completion_col!r}, {answer_col!r})")
+        hint = (f"is it {fmt}? accepted: {ACCEPTED}" if set(dropped) <= {'invalid_json', 'not_utf8'} else
+                f"check prompt_col/completion_col/answer_col ({prompt_col!r}, {completion_col!r}, {answer_col!r})")
+        raise DataError(f"{path}: all {len(recs)} rows are bad ({dropped}), e.g. {unit} {examples[0]['row']}: {examples[0]['detail']}; {hint}")
     return rows, summary
 
 # %% ../nbs/02_data.ipynb #2510e6c9

@@ -10,8 +10,8 @@ from functools import lru_cache
 from math_verify import parse, verify
 
 # %% auto #0
-__all__ = ['extract_boxed', 'plain_number', 'parsable', 'verify_mv', 'answers_equal', 'completion_text', 'math_reward',
-           'overlong_penalty', 'overlong_reward_func']
+__all__ = ['extract_boxed', 'plain_number', 'unparsable_reason', 'parsable', 'verify_mv', 'answers_equal', 'completion_text',
+           'math_reward', 'overlong_penalty', 'overlong_reward_func']
 
 # %% ../nbs/04_rewards.ipynb #16156e8c
 def extract_boxed(text:str  # a model completion or expert solution
@@ -43,10 +43,26 @@ def _parse_boxed(s:str):
     try: return parse('\\boxed{' + s + '}', parsing_timeout=_timeout())
     except Exception: return []
 
+_WORD_ARGS = re.compile(r'\\(?:text[a-z]*|math[a-z]*|mbox|operatorname|begin|end)\s*\{[^{}]*\}')  # words that are text
+_COMMAND = re.compile(r'\\[a-zA-Z]+')
+_WORD = re.compile(r'[A-Za-z]{3,}')
+
+def unparsable_reason(answer:str)->str|None:
+    "Why Math-Verify cannot check `answer` (no expression, only raw text, or a plain word read as a product of letters); None if it can"
+    if not isinstance(answer, str) or not answer.strip(): return "empty answer"
+    if plain_number(answer): return None
+    parsed = _parse_boxed(answer.strip())
+    if not parsed: return f"Math-Verify finds no expression in {answer[:60]!r}"
+    if isinstance(parsed[0], str): return f"Math-Verify keeps {answer[:60]!r} as raw text, not an expression"
+    letters = {str(s).lower() for s in getattr(parsed[0], 'free_symbols', ()) if len(str(s)) <= 2}
+    for w in _WORD.findall(_COMMAND.sub(' ', _WORD_ARGS.sub(' ', answer))):
+        if any(s in w.lower() for s in letters):
+            return f"Math-Verify reads the word {w!r} as a product of letters; write text answers as \\text{{{w}}}"
+    return None
+
 def parsable(answer:str)->bool:
-    "Can the answer be checked (a plain number, or something Math-Verify parses)?"
-    if not isinstance(answer, str) or not answer.strip(): return False
-    return plain_number(answer) or len(_parse_boxed(answer.strip())) > 0
+    "Can the answer be checked (a plain number, or an expression Math-Verify parses, not a word read as letters)?"
+    return unparsable_reason(answer) is None
 
 # %% ../nbs/04_rewards.ipynb #695fab2b
 def verify_mv(pred:str,  # the boxed content of a completion

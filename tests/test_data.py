@@ -157,3 +157,118 @@ def test_profile_real_files(tmp_path):
         load_profile_data(dict(prof, on_bad_row='error'))
     with pytest.raises(DataError, match="no benchmark files"):
         load_profile_data(dict(prof, data_bench=str(tmp_path)))
+
+
+# --- decoding errors are bad rows, numbered by line (issue 11) ---
+
+def test_bad_byte_is_one_dropped_row_with_its_line(tmp_path):
+    good = [json.dumps(r).encode() for r in GOOD]
+    f = tmp_path / 'latin1.jsonl'
+    f.write_bytes(good[0] + b'\r\n' + b'\r\n' + b'{"prompt": "Caf\xe9?", "completion": "\\\\boxed{1}", "answer": "1"}\r\n'
+                  + good[1] + b'\n' + b'{"prompt": "p", "completion": \n' + good[2] + b'\n')
+    # lines: 1 good, 2 blank, 3 Latin-1 byte 0xe9, 4 good, 5 malformed JSON, 6 good
+    rows, s = load_rows(f)
+    assert [r['answer'] for r in rows] == ['5', '7', '0.5']
+    assert s['dropped'] == dict(not_utf8=1, invalid_json=1) and s['unit'] == 'line'
+    assert [(e['row'], e['reason']) for e in s['examples']] == [(3, 'not_utf8'), (5, 'invalid_json')]
+    assert 'byte 0xe9' in s['examples'][0]['detail']
+    with pytest.raises(DataError) as e:
+        load_rows(f, on_bad='error')
+    msg = str(e.value)
+    assert msg.startswith(f"{f}: line 3: not_utf8 (not UTF-8 text") and '\n' not in msg and 'on_bad_row = drop' in msg
+    f.write_bytes(good[0] + b'\n' + b'{"prompt": "p", "completion": \n')
+    with pytest.raises(DataError, match=r"latin1.jsonl: line 2: invalid_json \(invalid JSON: .* at column \d+\)"):
+        load_rows(f, on_bad='error')
+
+
+def test_profile_drop_honoured_for_decoding_errors(tmp_path):
+    f = tmp_path / 'train.jsonl'
+    f.write_bytes(b''.join(json.dumps(r).encode() + b'\n' for r in GOOD) + b'\xff\xfe garbage\n')
+    w, sums = load_profile_data(dict(data_train=str(f), on_bad_row='drop'), return_summary=True)
+    assert w['full'] == GOOD and sums['full']['dropped'] == dict(not_utf8=1) and sums['full']['examples'][0]['row'] == 4
+    with pytest.raises(DataError, match=r"train.jsonl: line 4: not_utf8"):
+        load_profile_data(dict(data_train=str(f), on_bad_row='error'))
+
+
+def test_binary_file_is_not_blamed_on_the_columns(tmp_path):
+    f = tmp_path / 'model.jsonl'
+    f.write_bytes(b'\x89PNG\r\n\x1a\n\x00\x00\xff\xd8')
+    with pytest.raises(DataError) as e:
+        load_rows(f)
+    msg = str(e.value)
+    assert 'all 3 rows are bad' in msg  # split at b'\\n': three lines and 'accepted: .jsonl' in msg and 'prompt_col' not in msg and '\n' not in msg
+
+
+# --- .json files ---
+
+def test_json_array_is_read_as_rows_numbered_by_line(tmp_path):
+    f = tmp_path / 'rows.json'
+    f.write_text('[\n' + json.dumps(GOOD[0]) + ',\n\n' + json.dumps(GOOD[1]) + ',\n  "oops",\n'
+                 + json.dumps(dict(prompt='p', completion='x', answer='banana')) + ',\n'
+                 + json.dumps(GOOD[2], indent=2) + '\n]\n')
+    # lines: 1 '[', 2 GOOD[0], 3 blank, 4 GOOD[1], 5 "oops", 6 banana, 7-11 GOOD[2] (indented), 12 ']'
+    fmt, unit, recs, cols = read_records(f)
+    assert (fmt, unit, cols) == ('json', 'line', None) and [n for n, _ in recs] == [2, 4, 5, 6, 7]
+    rows, s = load_rows(f)
+    assert rows == GOOD and s['format'] == 'json'
+    assert [(e['row'], e['reason']) for e in s['examples']] == [(5, 'invalid_json'), (6, 'unparsable_answer')]
+    assert 'not a JSON object' in s['examples'][0]['detail'] and "'banana'" in s['examples'][1]['detail']
+    with pytest.raises(DataError, match=r"rows.json: line 5: invalid_json \(a JSON string, not a JSON object\)"):
+        load_rows(f, on_bad='error')
+
+
+def test_json_array_with_a_bad_byte_drops_that_element(tmp_path):
+    f = tmp_path / 'a.json'
+    f.write_bytes(b'[' + json.dumps(GOOD[0]).encode() + b',\n{"prompt": "Caf\xe9", "completion": "\\\\boxed{1}", "answer": "1"},\n'
+                  + json.dumps(GOOD[1]).encode() + b']')
+    rows, s = load_rows(f)
+    assert rows == GOOD[:2] and s['dropped'] == dict(not_utf8=1) and s['examples'][0]['row'] == 2
+    assert 'byte 0xe9 at line 2 column 16' in s['examples'][0]['detail']
+
+
+@pytest.mark.parametrize("text,where,what", [
+    ('[\n{"prompt": "p"},\n{"prompt": \n]', 'line 4 column 1', 'not a valid JSON array (Expecting value)'),  # the value is missing at ']'
+    ('[\n{"prompt": "p"}\n{"prompt": "q"}]', 'line 3 column 1', "expected ',' or ']'"),
+    ('[{"prompt": "p"}]\n[1]', 'line 2 column 1', "more text after the closing ']'"),
+])
+def test_broken_json_array_is_one_line_with_line_and_column(tmp_path, text, where, what):
+    f = tmp_path / 'b.json'
+    f.write_text(text)
+    with pytest.raises(DataError) as e:
+        load_rows(f)
+    msg = str(e.value)
+    assert msg.startswith(f"{f}: {where}") and what in msg and '\n' not in msg and 'one JSON object per line' in msg
+
+
+def test_json_lines_in_a_json_file_and_a_single_object(tmp_path):
+    f = write_lines(tmp_path / 'hf.json', [json.dumps(r) for r in GOOD])  # what datasets' to_json writes
+    rows, s = load_rows(f)
+    assert rows == GOOD and s['format'] == 'jsonl'
+    one = tmp_path / 'one.json'
+    one.write_text(json.dumps(dict(version=2, rows=GOOD), indent=2))
+    with pytest.raises(DataError) as e:
+        load_rows(one)
+    msg = str(e.value)
+    assert "one.json: one JSON object (keys: version, rows), not rows; if its 'rows' list holds the rows" in msg and '\n' not in msg
+
+
+def test_array_in_a_jsonl_file_is_named(tmp_path):
+    f = write_lines(tmp_path / 'arr.jsonl', [json.dumps(GOOD)])
+    with pytest.raises(DataError, match=r"line 1: a JSON array, not a JSON object \(a whole array of rows is read from a .json file\)"):
+        load_rows(f)
+
+
+# --- answers Math-Verify cannot check ---
+
+def test_word_answers_are_bad_rows_latex_kept(tmp_path):
+    answers = ['\\frac{1}{2}', '\\sqrt{2}', '[0, 1)', '(-\\infty, 3]', '2\\sqrt{3}', '\\text{Evelyn}', 'banana', 'yes', '}{']
+    f = write_lines(tmp_path / 'ans.jsonl', [json.dumps(dict(prompt='p', completion='x', answer=a)) for a in answers])
+    rows, s = load_rows(f)
+    assert [r['answer'] for r in rows] == answers[:6]
+    assert s['dropped'] == dict(unparsable_answer=3)
+    assert [(e['row'], e['field']) for e in s['examples']] == [(7, 'answer'), (8, 'answer'), (9, 'answer')]
+    assert "word 'banana' as a product of letters" in s['examples'][0]['detail'] and 'no expression' in s['examples'][2]['detail']
+    # a derived answer goes through the same check
+    f = write_lines(tmp_path / 'derived.jsonl', [json.dumps(dict(prompt='p', completion='so \\boxed{banana}')), json.dumps(GOOD[0])])
+    with pytest.raises(DataError, match=r"derived.jsonl: line 1: field 'answer': unparsable_answer \(Math-Verify reads the word 'banana'"):
+        load_rows(f, on_bad='error')

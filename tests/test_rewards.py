@@ -1,7 +1,7 @@
 "Tests for plasticity_nb.rewards: boxed extraction, Math-Verify equality, the fast path, DAPO overlong shaping"
 import random, threading
 import pytest
-from plasticity_nb.rewards import (extract_boxed, math_reward, answers_equal, verify_mv, plain_number, parsable,
+from plasticity_nb.rewards import (extract_boxed, math_reward, answers_equal, verify_mv, plain_number, parsable, unparsable_reason,
                                    overlong_penalty, overlong_reward_func, completion_text)
 
 
@@ -68,7 +68,7 @@ def test_plain_number_boundaries():
 
 def test_parsable():
     assert parsable("12") and parsable("\\frac{1}{2}") and parsable("\\sqrt{2}")
-    assert not parsable("") and not parsable("   ") and not parsable("}{") and not parsable(None)
+    assert not parsable("") and not parsable("   ") and not parsable("}{") and not parsable(None) and not parsable("banana")
 
 
 def test_works_off_the_main_thread():
@@ -90,3 +90,29 @@ def test_overlong_reward_func_uses_token_ids_else_chars():
     f = overlong_reward_func(10, 4)
     assert f(["abc", "abcdefghi"], completion_ids=[[0] * 3, [0] * 9]) == [0.0, -0.75]
     assert f(["abcdefghij", "ab"]) == [-1.0, 0.0]
+
+
+@pytest.mark.parametrize("answer", [
+    "\\frac{1}{2}", "\\dfrac{3}{4}", "\\sqrt{2}", "2\\sqrt{3}", "\\sqrt[3]{2}", "[0, 1)", "(-\\infty, 3]",
+    "(-\\infty,-2]\\cup[3,\\infty)", "\\{1,2\\}", "x^2+1", "2xy", "\\pi r^2", "\\sin x", "5\\%", "90^\\circ",
+    "5 meters", "\\text{Evelyn}", "\\text{(C)}", "C", "3+4i", "\\begin{pmatrix} a & b \\end{pmatrix}",
+])
+def test_latex_answers_stay_parsable(answer):
+    assert parsable(answer) and unparsable_reason(answer) is None
+
+
+@pytest.mark.parametrize("answer,why", [
+    ("banana", "the word 'banana' as a product of letters"),   # Math-Verify returns a**3*b*n**2
+    ("yes", "the word 'yes'"), ("no solution", "the word 'solution'"), ("sin(x)", "the word 'sin'"),
+    ("10 dollars", "the word 'dollars'"),
+    ("}{", "no expression"), ("a\\cdot b\\cdot c", "raw text"), ("", "empty"), (None, "empty"),
+])
+def test_words_and_garbage_are_not_parsable(answer, why):
+    assert not parsable(answer) and why in unparsable_reason(answer)
+
+
+def test_why_words_are_refused():
+    "Math-Verify does parse a word, as the product of its letters, so 'banana' would equal 'nabana'"
+    from math_verify import parse
+    assert str(parse("\\boxed{banana}")[0].doit()) == 'a**3*b*n**2'
+    assert answers_equal("nabana", "banana")  # why such a reference is useless
