@@ -16,8 +16,8 @@ from .curves import CURVE_COLUMNS, overall_score
 __all__ = ['PATH_KEYS', 'MODEL_KEYS', 'WORLD_KEYS', 'MIN_FIT_POINTS', 'PARADIGMS', 'preflight', 'world', 'with_family',
            'base_model', 'sft_run', 'sft_records', 'sft_regimes', 'pick_branches', 'rl_run', 'branch_points',
            'branch_run', 'sequential', 'own_datasets', 'sequential_runs', 'branches_from_curves', 'fit_curves',
-           'val_curves', 'correlation', 'ceiling_vs_loss', 'fitted_points', 'sequential_claims', 'stronger',
-           'paradigm_run', 'paradigm_curves', 'paradigm_ceilings']
+           'val_curves', 'correlation', 'ceiling_vs_loss', 'fitted_points', 'sequential_claims', 'correlation_claim',
+           'stronger', 'paradigm_run', 'paradigm_curves', 'paradigm_ceilings']
 
 # %% ../nbs/15_experiments.ipynb #f84cbf94
 PATH_KEYS = ('model_path', 'data_train', 'data_val', 'data_rl', 'data_bench')
@@ -310,6 +310,17 @@ def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
                               f'{h.a_post:.1f} / {u.a_post:.1f} / {e.a_post:.1f}', ' / '.join(f"{paper.FIG3_MEAN_A_POST[k]:.1f}" for k in ('hard102K', 'uniform102K', 'easy102K')) + ' (means)',
                               h.a_post - e.a_post, combined_se(h.a_post_se, e.a_post_se), partly=h.a_post > e.a_post or h.a_post > u.a_post))
     return rows
+
+# %% ../nbs/15_experiments.ipynb #9b4f63e7
+def correlation_claim(r:dict  # `correlation(...)`: pearson, spearman, n (NaN with a reason when undefined)
+                     )->dict:
+    "The claim row 'the minimum SFT validation loss predicts the ceiling': Fisher z of -Pearson r against its SE 1/sqrt(n-3)"
+    n, pr = int(r.get('n', 0)), float(r.get('pearson', float('nan')))
+    eff = math.atanh(-float(np.clip(pr, -0.999999, 0.999999))) if math.isfinite(pr) else float('nan')
+    se = 1 / math.sqrt(n - 3) if n > 3 else float('nan')  # fewer than 4 data sets: no error bar, never 'reproduced'
+    ours = f"r = {pr:.2f}, rho = {r.get('spearman', float('nan')):.2f} over {n} data sets" + (f" ({r['reason']})" if 'reason' in r else '')
+    return claim_row('claim: the minimum SFT validation loss predicts the ceiling (Fisher z of -r)', ours,
+                     f"r {paper.FIG8A['pearson']:.2f}, rho {paper.FIG8A['spearman']:.2f}", eff, se)
 
 # %% ../nbs/15_experiments.ipynb #b4b15f84
 PARADIGMS = ('sft', 'grpo', 'dapo_d', 'upt', 'luffy', 'srft', 'prefix_rft')

@@ -124,11 +124,12 @@ def plot_headroom(h:pd.DataFrame,  # rows: model, level, greedy, pass_1, pass_k 
                   rl_levels=(),  # difficulties of the RL prompts (shaded)
                   k:int=8):
     "Per difficulty: pass@1 (solid), pass@k (dashed) and greedy (dotted) of each model; the gap pass@k - pass@1 is what RL can sharpen"
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(9.5, 3.8))
     if len(rl_levels): ax.axvspan(min(rl_levels) - 0.5, max(rl_levels) + 0.5, color='#d9ead3', alpha=0.6, lw=0, zorder=0, label='RL prompts')
     long = h.melt(id_vars=['model', 'level'], value_vars=['pass_1', 'pass_k', 'greedy'], var_name='metric', value_name='score')
     long['metric'] = long.metric.map({'pass_1': 'pass@1', 'pass_k': f'pass@{k}', 'greedy': 'greedy'})
     sns.lineplot(data=long, x='level', y='score', hue='model', style='metric', markers=True, dashes={'pass@1': '', f'pass@{k}': (4, 2), 'greedy': (1, 1)}, ax=ax)
     ax.set(xlabel='difficulty (steps)', ylabel='score (points)', ylim=(-2, 102), title='Headroom: what RL can sharpen, per difficulty')
-    ax.legend(fontsize=7, loc='upper right', ncols=2)
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))  # outside: the curves stay readable
+    fig.tight_layout()
     return fig
