@@ -103,8 +103,11 @@ def _fit_parser()->Parser:
     p.add_argument('--ini', help='settings.ini path (default: nearest from the working directory)')
     return p
 
-@command('fit', "fit the authors' released RL branches (see plasticity fit --help)")
+@command('fit', "fit RL branches: a curve file (plasticity fit CURVES.csv), or the authors' released ones (see --help)")
 def _cmd_fit(argv)->int:
+    if argv and not argv[0].startswith('-'):  # a curve file: the user-file mode (plasticity_nb.forecast)
+        from plasticity_nb.forecast import fit_main
+        return fit_main(argv)
     from plasticity_nb import retu
     a = _fit_parser().parse_args(argv)
     cache = a.cache
@@ -115,6 +118,11 @@ def _cmd_fit(argv)->int:
             raise SettingsError(f"{where}: not a folder; set it to <RETU>/analysis/flops_estimate_kit/cache or pass --cache")
         cache = prof.retu_cache
     return retu.main(['--cache', str(cache)] + (['--settings', a.settings] if a.settings else []) + (['--json'] if a.json else []))
+
+@command('forecast', 'forecast A_post with 68%/95% intervals from partial RL curves, or backtest them (see --help)')
+def _cmd_forecast(argv)->int:
+    from plasticity_nb.forecast import forecast_main
+    return forecast_main(argv)
 
 # %% ../nbs/34_cli.ipynb #4bdc8fd9
 def _progress(p:Path)->bool:
