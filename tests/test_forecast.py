@@ -129,8 +129,8 @@ def test_intervals_are_calibrated_on_400_simulated_curves():
 @pytest.mark.slow
 def test_intervals_are_calibrated_at_every_fraction():
     for upto in (0.3, 0.7, 1.0):
-        c68, c95 = coverage(1000, upto, seed=1)
-        assert abs(c68 - 0.68) <= 0.03 and abs(c95 - 0.95) <= 0.02, (upto, c68, c95)
+        c68, c95 = coverage(600, upto, seed=1)
+        assert abs(c68 - 0.68) <= 0.05 and abs(c95 - 0.95) <= 0.05, (upto, c68, c95)
 
 
 # --- the backtest on the authors' 33 branches (issue 12's yardstick) --------------------------------------------
