@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['ENGINES', 'EngineUnavailable', 'engine_unavailable_reason', 'available_engines', 'pick_engine', 'trl_engine_kwargs',
-           'Rollouts', 'cut_at_eos', 'left_pad', 'clear_fast_cache', 'fast_batch_size', 'generate', 'FastRolloutMixin',
-           'TextEngine', 'with_rollout_engine']
+__all__ = ['ENGINES', 'EngineUnavailable', 'engine_unavailable_reason', 'available_engines', 'pick_engine', 'Rollouts',
+           'cut_at_eos', 'left_pad', 'clear_fast_cache', 'fast_batch_size', 'generate']
 
 # %% ../nbs/14_engines.ipynb #1104a464
 ENGINES = ('hf', 'fast', 'cb', 'vllm')  # accepted engine names, besides 'auto'
@@ -32,8 +31,7 @@ def engine_unavailable_reason(name:str,  # one of ENGINES
                              )->str|None:
     "None when engine `name` can run on `device`, else the reason it cannot"
     dev = _device_type(device)
-    if name == 'hf': return None
-    if name == 'fast': return None
+    if name in ('hf', 'fast'): return None
     if name == 'cb':
         from transformers import GenerationMixin
         return None if hasattr(GenerationMixin, 'generate_batch') else "this transformers has no continuous batching (generate_batch); transformers >= 5 has it"
@@ -53,35 +51,13 @@ def pick_engine(name:str='auto',  # 'auto' or one of ENGINES (the profile's roll
     "The engine to use: `name` if it can run on `device` (else `EngineUnavailable`), or the best one for 'auto'"
     name = (name or 'auto').strip().lower()
     dev = _device_type(device)
-    if name == 'auto':
-        if dev == 'cuda': return 'vllm' if engine_unavailable_reason('vllm', dev) is None else 'fast'
-        return 'hf'
+    if name == 'auto': return 'vllm' if dev == 'cuda' and engine_unavailable_reason('vllm', dev) is None else 'hf'
     if name not in ENGINES:
         raise EngineUnavailable(f"rollout_engine = {name!r}: unknown engine; accepted: auto, {', '.join(ENGINES)}")
     why = engine_unavailable_reason(name, dev)
     if why: raise EngineUnavailable(f"rollout_engine = {name!r} cannot run on {dev}: {why}; "
                                     f"available here: {', '.join(available_engines(dev))} (or 'auto')")
     return name
-
-# %% ../nbs/14_engines.ipynb #ae8107ff
-def trl_engine_kwargs(engine:str,  # one of ENGINES (already picked)
-                      vllm_mode:str='colocate',  # 'colocate' (same GPUs) or 'server' (trl vllm-serve on other GPUs/nodes)
-                      vllm_gpu_memory_utilization:float=0.3,  # colocate: share of GPU memory vLLM may take
-                      vllm_tensor_parallel_size:int=1,  # colocate: GPUs per vLLM engine
-                      vllm_server_base_url:str|None=None,  # server: e.g. http://node0:8000
-                     )->dict:
-    "GRPOConfig / DAPO keyword arguments that make TRL generate with `engine`"
-    if engine in ('hf', 'fast'): return {}
-    if engine == 'cb': return {'use_transformers_continuous_batching': True}
-    if engine == 'vllm':
-        if vllm_mode not in ('colocate', 'server'):
-            raise ValueError(f"vllm_mode = {vllm_mode!r}: accepted 'colocate' or 'server'")
-        kw = {'use_vllm': True, 'vllm_mode': vllm_mode}
-        if vllm_mode == 'colocate':
-            kw.update(vllm_gpu_memory_utilization=vllm_gpu_memory_utilization, vllm_tensor_parallel_size=vllm_tensor_parallel_size)
-        elif vllm_server_base_url: kw['vllm_server_base_url'] = vllm_server_base_url
-        return kw
-    raise EngineUnavailable(f"unknown rollout engine {engine!r}; accepted: {', '.join(ENGINES)}")
 
 # %% ../nbs/14_engines.ipynb #38c41cf2
 @dataclass
@@ -429,43 +405,11 @@ def generate(model,  # a transformers causal LM (or, for vllm, a local model fol
     return Rollouts(completion_ids=out, prompt_index=[i for i in range(len(ids)) for _ in range(n)], engine=name,
                     seconds=secs, completions=texts, info=info)
 
-# %% ../nbs/14_engines.ipynb #2cf7b5bd
-class FastRolloutMixin:
-    "Mix in before TRL's GRPOTrainer: sample rollouts with the `fast` engine instead of `model.generate`"
-    fast_engine_kw: dict = {}
-    def _fast_ok(self, images):
-        return (not getattr(self, 'use_vllm', False) and not getattr(self, 'use_transformers_continuous_batching', False)
-                and not images and (self.top_p in (None, 1.0)) and not self.top_k and self.min_p is None
-                and self.repetition_penalty in (None, 1.0))
-    def _generate_single_turn(self, prompt_ids, images=None, multimodal_fields=None, *args, **kwargs):
-        if not self._fast_ok(images): return super()._generate_single_turn(prompt_ids, images, multimodal_fields, *args, **kwargs)
-        from trl.models import unwrap_model_for_generation
-        with unwrap_model_for_generation(self.model_wrapped, self.accelerator,
-                                         gather_deepspeed3_params=self.args.ds3_gather_for_generation) as m:
-            r = generate(m, None, [list(p) for p in prompt_ids], n=1, temperature=self.temperature,
-                         max_new_tokens=self.max_completion_length, seed=None, engine='fast',
-                         eos_token_id=list(self.eos_token_ids), pad_token_id=self._tokenizer.pad_token_id,
-                         **self.fast_engine_kw)
-        return r.completion_ids, None
+# %% ../nbs/14_engines.ipynb #7ee692e9
+_MOVED = {'FastRolloutMixin': 'trl_hooks', 'with_rollout_engine': 'trl_hooks', 'trl_engine_kwargs': 'trl_hooks', 'TextEngine': 'evaluate'}
 
-# %% ../nbs/14_engines.ipynb #37ff45a7
-class TextEngine:
-    "`evaluate`'s engine interface (text prompts in, one completion each out) over `generate` with a named engine"
-    def __init__(self, model, tokenizer, engine:str='fast', max_batch:int|None=None):
-        self.model, self.tok, self.engine, self.max_batch = model, tokenizer, engine, max_batch
-    def generate(self, prompts:list[str], temperature:float=0.7, max_new_tokens:int=128, seed:int=0, top_p:float=1.0)->list[str]:
-        "One completion per prompt (top_p must be 1: the engines sample from the full softmax)"
-        if top_p not in (None, 1.0): raise ValueError(f"TextEngine({self.engine!r}): top_p={top_p} is not supported; use 1.0 or the 'hf' engine")
-        ids = [list(x) for x in self.tok(list(prompts))['input_ids']]
-        was_training = self.model.training; self.model.eval()
-        try: r = generate(self.model, self.tok, ids, n=1, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
-                          engine=self.engine, max_batch=self.max_batch)
-        finally: self.model.train(was_training)
-        return r.completions
-
-def with_rollout_engine(trainer_cls,  # a GRPOTrainer subclass
-                        engine:str  # the picked engine (`pick_engine`)
-                       ):
-    "`trainer_cls` with RL rollouts sampled by `engine`: for 'fast' a subclass with `FastRolloutMixin` first, else itself"
-    if engine != 'fast': return trainer_cls
-    return type(f'Fast{trainer_cls.__name__}', (FastRolloutMixin, trainer_cls), {'__module__': trainer_cls.__module__})
+def __getattr__(name):
+    "The names that moved to `trl_hooks` and `evaluate`, imported from their new module"
+    if name not in _MOVED: raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(f'plasticity_nb.{_MOVED[name]}'), name)

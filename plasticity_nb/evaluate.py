@@ -4,31 +4,15 @@
 
 # %% ../nbs/06_evaluate.ipynb #6dc7c084
 from __future__ import annotations
-import importlib.util, math
 from pathlib import Path
 import torch
 from .rewards import math_reward
 from .curves import overall_score
+from .engines import pick_engine, generate
 
 # %% auto #0
-__all__ = ['ENGINES', 'SMALL_BENCHMARKS', 'pick_engine', 'HFEngine', 'VLLMEngine', 'make_engine', 'samples_for',
-           'samples_from_profile', 'evaluate']
-
-# %% ../nbs/06_evaluate.ipynb #b9c31c21
-ENGINES = ('auto', 'hf', 'vllm', 'fast')
-
-def pick_engine(name:str='auto',  # 'auto' (vLLM if importable and a GPU is present), 'hf', 'vllm' or 'fast' (`engines`)
-                has_vllm:bool|None=None,  # override the detection (tests)
-                has_gpu:bool|None=None)->str:
-    "The generation engine to use: 'hf', 'vllm' or 'fast' (static KV cache + CUDA graphs, `engines.generate`)"
-    if name not in ENGINES: raise ValueError(f"rollout_engine={name!r}: accepted {', '.join(ENGINES)}")
-    if has_vllm is None: has_vllm = importlib.util.find_spec('vllm') is not None
-    if has_gpu is None: has_gpu = torch.cuda.is_available()
-    if name in ('hf', 'fast'): return name
-    if name == 'vllm' and not (has_vllm and has_gpu):
-        raise RuntimeError(f"rollout_engine='vllm' needs vLLM installed ({'yes' if has_vllm else 'no'}) and a GPU "
-                           f"({'yes' if has_gpu else 'no'}); use 'hf' or 'auto'")
-    return 'vllm' if has_vllm and has_gpu else 'hf'
+__all__ = ['SMALL_BENCHMARKS', 'HFEngine', 'VLLMEngine', 'TextEngine', 'make_engine', 'samples_for', 'samples_from_profile',
+           'evaluate']
 
 # %% ../nbs/06_evaluate.ipynb #557df6f4
 class HFEngine:
@@ -78,10 +62,25 @@ class VLLMEngine:
         outs = self.llm.generate([{'prompt_token_ids': x} for x in ids], sps, use_tqdm=False)
         return [self.tok.decode(o.outputs[0].token_ids, skip_special_tokens=True) for o in outs]
 
+# %% ../nbs/06_evaluate.ipynb #c3055d1d
+class TextEngine:
+    "`evaluate`'s engine interface (text prompts in, one completion each out) over `generate` with a named engine"
+    def __init__(self, model, tokenizer, engine:str='fast', max_batch:int|None=None):
+        self.model, self.tok, self.engine, self.max_batch = model, tokenizer, engine, max_batch
+    def generate(self, prompts:list[str], temperature:float=0.7, max_new_tokens:int=128, seed:int=0, top_p:float=1.0)->list[str]:
+        "One completion per prompt (top_p must be 1: the engines sample from the full softmax)"
+        if top_p not in (None, 1.0): raise ValueError(f"TextEngine({self.engine!r}): top_p={top_p} is not supported; use 1.0 or the 'hf' engine")
+        ids = [list(x) for x in self.tok(list(prompts))['input_ids']]
+        was_training = self.model.training; self.model.eval()
+        try: r = generate(self.model, self.tok, ids, n=1, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                          engine=self.engine, max_batch=self.max_batch)
+        finally: self.model.train(was_training)
+        return r.completions
+
 # %% ../nbs/06_evaluate.ipynb #7430ee63
 def make_engine(model,  # a causal LM (nn.Module) or a saved model folder
                 tokenizer=None,  # required with a module; loaded from the folder otherwise
-                engine='auto',  # 'auto' | 'hf' | 'vllm' | 'fast', or an object with `.generate(prompts, ...)`
+                engine='auto',  # 'auto' or one of `engines.ENGINES`, or an object with `.generate(prompts, ...)`
                 batch_size:int=256):
     "An engine object for `evaluate`"
     if hasattr(engine, 'generate'): return engine
@@ -97,7 +96,7 @@ def make_engine(model,  # a causal LM (nn.Module) or a saved model folder
         tokenizer = tokenizer or tok
         if torch.cuda.is_available(): model = model.to('cuda')
     if tokenizer is None: raise ValueError("make_engine: pass the tokenizer with an in-memory model")
-    if kind == 'fast': from plasticity_nb.engines import TextEngine; return TextEngine(model, tokenizer, 'fast')
+    if kind in ('fast', 'cb'): return TextEngine(model, tokenizer, kind)
     return HFEngine(model, tokenizer, batch_size)
 
 # %% ../nbs/06_evaluate.ipynb #55a002c9
@@ -137,7 +136,7 @@ def evaluate(model,  # causal LM (nn.Module), a saved model folder, or None with
              temperature:float=0.7, max_new_tokens:int=128,
              batch_size:int=256,  # prompts per generate call (HF engine)
              seed:int=0,
-             engine='auto',  # 'auto' | 'hf' | 'vllm' or an object with `.generate`
+             engine='auto',  # 'auto' or one of `engines.ENGINES`, or an object with `.generate`
              top_p:float=1.0,
              return_samples:bool=False,  # also return one dict per sample (benchmark, problem, sample, completion, reward)
             ):

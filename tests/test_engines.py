@@ -1,4 +1,4 @@
-"Engine selection, the fast engine against HF generate (CPU), TRL wiring, the launch configs and the benchmark's arithmetic"
+"Engine selection, the fast engine against HF generate (CPU), the launch configs and the benchmark's arithmetic (TRL wiring: test_trl_hooks.py)"
 import dataclasses, importlib.util, json, subprocess, sys
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from plasticity_nb import engines as E
-from plasticity_nb.engines import EngineUnavailable, generate, pick_engine, trl_engine_kwargs
+from plasticity_nb.engines import EngineUnavailable, generate, pick_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_auto_follows_device_and_vllm(monkeypatch):
     monkeypatch.setattr(E, '_has_module', lambda name: False)
     assert pick_engine('auto', 'cpu') == 'hf'
-    assert pick_engine('auto', 'cuda') == 'fast'
-    assert pick_engine(None, 'cuda:1') == 'fast'
+    assert pick_engine('auto', 'cuda') == 'hf'  # `fast` and `cb` only when asked for by name
+    assert pick_engine(None, 'cuda:1') == 'hf'
     monkeypatch.setattr(E, '_has_module', lambda name: name == 'vllm')
     assert pick_engine('auto', 'cuda') == 'vllm'
     assert pick_engine('auto', torch.device('cpu')) == 'hf'  # vllm needs a GPU even when installed
@@ -34,17 +34,6 @@ def test_named_engines_and_errors(monkeypatch):
     assert pick_engine('vllm', 'cuda') == 'vllm'
     with pytest.raises(EngineUnavailable, match='accepted: auto, hf, fast, cb, vllm'):
         pick_engine('tgi', 'cpu')
-
-
-def test_trl_kwargs_are_grpo_config_fields():
-    from trl import GRPOConfig
-    names = {f.name for f in dataclasses.fields(GRPOConfig)}
-    for eng, kw in [('cb', {}), ('vllm', {}), ('vllm', dict(vllm_mode='server', vllm_server_base_url='http://n0:8000'))]:
-        got = trl_engine_kwargs(eng, **kw)
-        assert got and set(got) <= names, set(got) - names
-    assert trl_engine_kwargs('hf') == {} and trl_engine_kwargs('fast') == {}
-    with pytest.raises(ValueError, match="accepted 'colocate' or 'server'"):
-        trl_engine_kwargs('vllm', vllm_mode='ray')
 
 
 # ------------------------------------------------------------------------------------------------ tiny models
@@ -170,33 +159,6 @@ def test_fast_refuses_short_sliding_window():
     if set(cfg.layer_types) == {'full_attention'}: pytest.skip('this transformers builds no sliding layers')
     with pytest.raises(EngineUnavailable, match="use engine 'hf' or 'cb'"):
         generate(m, None, PROMPTS, temperature=0, max_new_tokens=20, eos_token_id=[], pad_token_id=60, engine='fast')
-
-
-def test_fast_rollout_mixin_in_grpo_trainer(tmp_path):
-    "One GRPO step on CPU where TRL's rollouts come from the fast engine (the mixin's path is taken)"
-    from datasets import Dataset
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-    from trl import GRPOConfig, GRPOTrainer
-    words = ['<unk>', '<pad>', '<eos>'] + [f"w{i}" for i in range(58)]
-    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token='<unk>'))
-    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token='<unk>', pad_token='<pad>', eos_token='<eos>')
-    calls = []
-    class Fast(E.FastRolloutMixin, GRPOTrainer):
-        def _generate_single_turn(self, prompt_ids, *a, **k):
-            out = super()._generate_single_turn(prompt_ids, *a, **k)
-            calls.append((len(prompt_ids), out[0]))
-            return out
-    seen = []
-    def reward(completions, **kw):
-        seen.extend(completions); return [float(len(c) % 3) for c in completions]
-    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, max_completion_length=6,
-                      max_steps=1, use_cpu=True, bf16=False, report_to='none', save_strategy='no', disable_tqdm=True)
-    ds = Dataset.from_dict({'prompt': ['w1 w2 w3', 'w7 w8']})
-    Fast(model=_qwen(), reward_funcs=reward, args=args, train_dataset=ds, processing_class=tok).train()
-    assert calls and calls[0][0] == 4 and all(1 <= len(c) <= 6 for c in calls[0][1])
-    assert len(seen) == 4 and all(isinstance(s, str) for s in seen)
 
 
 # ------------------------------------------------------------------------------------------------ launch configs

@@ -48,15 +48,33 @@ def test_bad_inputs(world):
     with pytest.raises(ValueError, match="'math' has no rows"): evaluate(None, None, {'math': []}, 1, engine=Expert(b))
     with pytest.raises(ValueError, match='pass the tokenizer'): make_engine(torch.nn.Linear(1, 1), None, 'hf')
 
-def test_engine_selection_without_vllm(monkeypatch):
+def test_one_engine_choice_for_evaluation_sft_and_rl(monkeypatch):
     import importlib.util
+    from plasticity_nb import engines, evaluate as ev, trl_hooks
     assert importlib.util.find_spec('vllm') is None
-    assert pick_engine('auto') == 'hf' and pick_engine('hf') == 'hf'
+    assert pick_engine is engines.pick_engine and ev.make_engine.__globals__['pick_engine'] is engines.pick_engine
+    assert pick_engine('auto') == 'hf' and pick_engine('hf') == 'hf' and pick_engine('fast') == 'fast'
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    assert pick_engine('auto') == 'hf'                         # a GPU alone is not enough
-    with pytest.raises(RuntimeError, match=r"needs vLLM installed \(no\) and a GPU \(yes\)"): pick_engine('vllm')
-    assert pick_engine('auto', has_vllm=True) == 'vllm'
-    with pytest.raises(ValueError, match='accepted auto, hf, vllm'): pick_engine('VLLM')
+    assert pick_engine('auto') == 'hf'                         # a GPU alone is not enough for vLLM; fast only by name
+    with pytest.raises(engines.EngineUnavailable, match=r"'vllm' cannot run on cuda: vllm is not installed"): pick_engine('vllm')
+    monkeypatch.setattr(engines, '_has_module', lambda name: name == 'vllm')
+    assert pick_engine('auto') == 'vllm'
+    with pytest.raises(engines.EngineUnavailable, match='accepted: auto, hf, fast, cb, vllm'): pick_engine('sglang')
+
+def test_rollout_engine_fast_reaches_the_static_cache_engine(world, monkeypatch):
+    "`rollout_engine = fast`: evaluation samples through engines.generate's fast engine, RL gets a trainer with FastRolloutMixin"
+    from trl import GRPOTrainer
+    from plasticity_nb import evaluate as ev, trl_hooks
+    tok = build_tokenizer()
+    m = build_model('qwen2', tok, n_layers=1, hidden=32, n_heads=2, n_kv_heads=1, ffn=64, seed=3)
+    bench = {'gsm8k': world['benchmarks']['gsm8k'][:4]}
+    hf = evaluate(m, tok, bench, 1, temperature=0, max_new_tokens=12, engine='hf')
+    calls, real = [], ev.generate
+    def spy(*a, **k): r = real(*a, **k); calls.append(r.engine); return r
+    monkeypatch.setattr(ev, 'generate', spy)
+    assert evaluate(m, tok, bench, 1, temperature=0, max_new_tokens=12, engine='fast') == hf  # greedy: the same scores
+    assert calls == ['fast'] and isinstance(make_engine(m, tok, 'fast'), ev.TextEngine)
+    assert trl_hooks.FastRolloutMixin in trl_hooks.with_rollout_engine(GRPOTrainer, pick_engine('fast')).__mro__
 
 def test_samples_from_profile():
     p = load_profile('tiny')
