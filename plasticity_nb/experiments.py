@@ -272,13 +272,10 @@ def _sft_peak(df:pd.DataFrame)->tuple[float, float]:
     r = e.loc[e.overall.idxmax()]
     return float(r.overall), float(r.overall_se)
 
-_T4 = paper.TABLE4_GENERAL
-_PUB_PL = f"{(_T4.a_post - _T4.p_sft).min():.1f}-{(_T4.a_post - _T4.p_sft).max():.1f} (Table 4, SFT889K)"
-
 def _best(t:pd.DataFrame)->pd.Series|None: return t.loc[t.a_post.idxmax()] if len(t) else None
 
 def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
-    "REPORT rows for the paper's claims about sequential SFT-then-RL: our numbers, the effect with its SE, the verdict (`stats.verdict`)"
+    "REPORT rows for the paper's claims about sequential SFT-then-RL: our numbers, the effect with its SE, the verdict (`stats.verdict`), the published side (`paper.CLAIMS`)"
     seq, pure = fits[fits.paradigm == 'sft_then_rl'], fits[fits.paradigm == 'pure_rl']
     sft_peak, sft_se = _sft_peak(df)
     best, pr = _best(seq), _best(pure)
@@ -286,12 +283,12 @@ def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
     rows = []
     if best is not None:
         rows.append(claim_row('claim: RL after SFT adds plasticity (PL_rl of the best branch)', f"{best.pl_rl:.1f} ({best.dataset} @ {best.ckpt})",
-                              _PUB_PL, best.pl_rl, combined_se(best.a_post_se, best.p_sft_se)))
+                              paper.CLAIMS['pl_rl'], best.pl_rl, combined_se(best.a_post_se, best.p_sft_se)))
         rows.append(claim_row('claim: SFT-then-RL beats Pure-SFT (best A_post vs best SFT score)', f'{best.a_post:.1f} vs {sft_peak:.1f}',
-                              f"{_T4.a_post.max():.1f} vs {_T4.p_sft.max():.1f} (SFT889K)", best.a_post - sft_peak, combined_se(best.a_post_se, sft_se)))
+                              paper.CLAIMS['beats_pure_sft'], best.a_post - sft_peak, combined_se(best.a_post_se, sft_se)))
         if pr is not None:
             rows.append(claim_row('claim: SFT-then-RL beats Pure-RL (best A_post vs Pure-RL A_post)', f'{best.a_post:.1f} vs {pr.a_post:.1f}',
-                                  f"{_T4.a_post.max():.1f} vs {paper.PURE_RL['a_post']:.1f}", best.a_post - pr.a_post,
+                                  paper.CLAIMS['beats_pure_rl'], best.a_post - pr.a_post,
                                   combined_se(best.a_post_se, pr.a_post_se)))
     reg = val_curves(df).rename(columns=dict(step='ckpt'))[['dataset', 'ckpt', 'regime']]
     s = seq.merge(reg, on=['dataset', 'ckpt'], how='left')
@@ -300,14 +297,14 @@ def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
     eff = [st.a_post - ad.a_post for _, st, ad in pairs]
     rows.append(claim_row('claim: switching in the Stable regime beats the Adaptive regime (best A_post stable vs adaptive)',
                           '; '.join(f'{ds} {st.a_post:.1f} vs {ad.a_post:.1f}' for ds, st, ad in pairs) or 'no data set had branches in both',
-                          'Stable best (Table 4, Fig 3)', float(np.mean(eff)) if eff else nan,
+                          paper.CLAIMS['stable_vs_adaptive'], float(np.mean(eff)) if eff else nan,
                           combined_se(*[combined_se(st.a_post_se, ad.a_post_se) for _, st, ad in pairs]) / max(len(pairs), 1),
                           partly=any(e > 0 for e in eff)))
     by = {ds: _best(g) for ds, g in seq.groupby('dataset')}
     if {'easy', 'uniform', 'hard'} <= set(by):
         e, u, h = by['easy'], by['uniform'], by['hard']
         rows.append(claim_row('claim: at equal size, harder data gives a higher ceiling (Hard / Uniform / Easy)',
-                              f'{h.a_post:.1f} / {u.a_post:.1f} / {e.a_post:.1f}', ' / '.join(f"{paper.FIG3_MEAN_A_POST[k]:.1f}" for k in ('hard102K', 'uniform102K', 'easy102K')) + ' (means)',
+                              f'{h.a_post:.1f} / {u.a_post:.1f} / {e.a_post:.1f}', paper.CLAIMS['harder_data'],
                               h.a_post - e.a_post, combined_se(h.a_post_se, e.a_post_se), partly=h.a_post > e.a_post or h.a_post > u.a_post))
     return rows
 

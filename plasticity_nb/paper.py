@@ -8,7 +8,7 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['TABLE4_GENERAL', 'X_SFT_GENERAL', 'C_MID_RANGE_GENERAL', 'PURE_RL', 'FIG3_MEAN_A_POST', 'MIN_VAL_LOSS', 'FIG8A',
-           'TABLE5', 'TABLE1_LLAMA', 'TABLE1_LLAMA_OTHERS', 'FIG2', 'TABLE6_14B']
+           'TABLE5', 'TABLE1_LLAMA', 'TABLE1_LLAMA_OTHERS', 'FIG2', 'TABLE6_14B', 'CLAIMS']
 
 # %% ../nbs/24_paper.ipynb #eb00d9cc
 TABLE4_GENERAL = pd.DataFrame(dict(
@@ -38,3 +38,23 @@ FIG2 = dict(dapo_d_a_post=74.3, luffy_a_post=72.7, sft_peak=76.9, sft_then_dapo_
 TABLE6_14B = pd.DataFrame(dict(switch_step=[0, 172, 1720], val_loss=[0.67, 0.44, 0.39], p_sft=[59.8, 75.7, 78.6],
                                max_p_post=[74.5, 78.8, 79.8]))
 "Table 6 (Qwen2.5-14B): switch point, its validation loss, P_sft and max P_post"
+
+# %% ../nbs/24_paper.ipynb #39193f01
+_T4, _T6 = TABLE4_GENERAL, TABLE6_14B.max_p_post
+CLAIMS = dict(
+    pl_rl=f"{(_T4.a_post - _T4.p_sft).min():.1f}-{(_T4.a_post - _T4.p_sft).max():.1f} (Table 4, SFT889K)",
+    beats_pure_sft=f"{_T4.a_post.max():.1f} vs {_T4.p_sft.max():.1f} (SFT889K)",
+    beats_pure_rl=f"{_T4.a_post.max():.1f} vs {PURE_RL['a_post']:.1f}",
+    stable_vs_adaptive='Stable best (Table 4, Fig 3)',
+    harder_data=' / '.join(f"{FIG3_MEAN_A_POST[k]:.1f}" for k in ('hard102K', 'uniform102K', 'easy102K')) + ' (means)',
+    loss_predicts_ceiling=f"r {FIG8A['pearson']:.2f}, rho {FIG8A['spearman']:.2f}",
+    sequential_highest=f"{FIG2['sft_then_dapo_d']} vs {FIG2['sft_peak']} (SFT peak)",
+    synchronized_lower=f"{FIG2['luffy_a_post']} (LUFFY) vs {FIG2['sft_then_dapo_d']}",
+    srft_least_stable=f"{FIG2['srft_spread_vs_dapo_d']}x",
+    upt_needs_strong_base=f"weak from Llama3.2-3B (UPT {TABLE1_LLAMA_OTHERS['upt']}), strong from Qwen2.5-Math-7B (Fig 2)",
+    family_base_pure_rl=f"{TABLE1_LLAMA_OTHERS['base']} / {TABLE1_LLAMA_OTHERS['dapo_d']} (Llama3.2-3B)",
+    family_loss_predicts=f"r {TABLE1_LLAMA_OTHERS['pearson']:.2f} (Llama3.2-3B)",
+    scale_raises_ceiling=' < '.join(f'{a:.1f}' for a in TABLE5.a_post[1:]) + ' (Uniform102K, 220K, 440K, SFT889K)',
+    stable_switch_beats_adaptive=f"{_T6[2]} vs {_T6[1]} (Qwen2.5-14B)",
+    adaptive_switch_beats_pure_rl=f"{_T6[1]} vs {_T6[0]} (Qwen2.5-14B)",
+)

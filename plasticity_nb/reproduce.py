@@ -6,7 +6,7 @@
 from __future__ import annotations
 import contextlib, functools, json, os, shutil, signal, sys, tempfile, threading, time, weakref
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from .config import load_profile, find_settings, SettingsError, set_offline, Profile
 
@@ -66,9 +66,11 @@ def check_out_dir(out)->Path:
 # %% ../nbs/30_reproduce.ipynb #ca60a5a3
 @dataclass
 class Figure:
-    name: str   # output id, also the notebook's file name in nbs/figures/
+    name: str   # output id, also the notebook's file name in nbs/figures/ unless `notebook` is set
     title: str  # what it reproduces
     needs: str = 'retu'  # 'retu' or 'train'
+    notebook: str = ''  # the notebook of nbs/figures/ that makes it (default: `name`)
+    params: dict = field(default_factory=dict)  # parameters the batch passes to that notebook
 
 FIGURES = {f.name: f for f in [
     Figure('retu_table4', "Table 4: fitted eps, PL_rl, C_mid, B, P_sft, A_post per branch (authors' data)"),
@@ -82,13 +84,17 @@ FIGURES = {f.name: f for f in [
     Figure('table4', 'Table 4: fitted ceiling of every branch (own runs)', 'train'),
     Figure('fig8', 'Fig 8: ceiling vs minimum validation loss; fitted branch curves (own runs)', 'train'),
     Figure('fig2', 'Fig 2: SFT, Pure-RL and synchronized SFT-RL on the MIX set, three starting points, seeds', 'train'),
-    Figure('fig6', 'Fig 6: the paradigms trained directly on the full SFT set', 'train'),
+    Figure('fig6', 'Fig 6: the paradigms trained directly on the full SFT set', 'train', 'fig2',
+           dict(panels='base', train_set='full', name='fig6')),
 ]}
 
 # %% ../nbs/30_reproduce.ipynb #454478de
-def register_figure(name, title, needs='train'):
-    "Add a figure notebook `nbs/figures/<name>.ipynb` to the batch"
-    FIGURES[name] = Figure(name, title, needs)
+def register_figure(name, title, needs='train',
+                    notebook:str='',  # the notebook of nbs/figures/ that makes it (default: `name`)
+                    **params  # parameters passed to that notebook
+                   ):
+    "Add output `name` to the batch: `nbs/figures/<notebook or name>.ipynb` run with `params`"
+    FIGURES[name] = Figure(name, title, needs, notebook, params)
 
 # %% ../nbs/30_reproduce.ipynb #80d1c2e8
 def missing_input(fig:Figure, prof:Profile)->str|None:
@@ -184,10 +190,10 @@ def run_figure(fig:Figure, prof:Profile, out:Path, params:dict|None=None,
     if stopped(): return Outcome(fig.name, 'cancelled', 0, 'not started: the batch was interrupted')
     why = missing_input(fig, prof)
     if why: return Outcome(fig.name, 'skipped', 0, why)
-    nb = figures_dir(prof)/f'{fig.name}.ipynb'
+    nb = figures_dir(prof)/f'{fig.notebook or fig.name}.ipynb'
     if not nb.exists(): return Outcome(fig.name, 'failed', 0, f'notebook {nb} not found')
     t0, before = time.time(), _snapshot(out, fig.name)
-    params = dict(profile=prof.name, out_dir=str(out), settings=prof.path, **(params or {}))
+    params = {**fig.params, **(params or {}), 'profile': prof.name, 'out_dir': str(out), 'settings': prof.path}
     failed = out/f'{fig.name}.failed.ipynb'
     failed.unlink(missing_ok=True)
     try:

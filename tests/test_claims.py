@@ -49,3 +49,96 @@ def test_unknown_se_never_reproduces():
     r = claim(E.sequential_claims(curves(), fits(stable=(70.0, np.nan))), 'claim: SFT-then-RL beats Pure-RL')
     assert r['verdict'] == 'partly' and 'SE unknown' in r['effect']
     assert verdict(70.0 - 10.0, float('nan')) == 'partly'
+
+
+# ------------------------------------------------------------------ the other own-run figures: stats' claim builders
+import json, math, re
+from pathlib import Path
+from plasticity_nb import paper, stats
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ceilings(a_post:dict, spread=2.0, seeds=4):
+    "A `paradigm_ceilings` table: {(panel, paradigm): A_post}; every SE is spread / sqrt(seeds) = 1"
+    return pd.DataFrame([dict(dataset=k[0], paradigm=k[1], a_post=v, spread=spread, seeds=seeds) for k, v in a_post.items()])
+
+
+BASE = {('base', p): 50.0 for p in ('sft', 'grpo', 'dapo_d', 'upt', 'luffy', 'srft')}
+
+
+@pytest.mark.parametrize('sat, expected', [(52.82, 'partly'), (52.83, 'reproduced'), (49.9, 'not reproduced')])
+def test_sequential_beats_every_paradigm_at_the_two_se_line(sat, expected):
+    # SE of each mean: 2 / sqrt(4) = 1; of the difference sqrt(2) = 1.414: the line is at 50 + 2.828
+    rows = stats.paradigm_claims(ceilings({**BASE, ('base', 'luffy'): 49.0, ('saturated', 'dapo_d'): sat}))
+    r = claim(rows, 'claim: sequential SFT-then-RL (saturated SFT + DAPO_d) beats the best paradigm')
+    assert r['verdict'] == expected and r['effect'] == f'{sat - 50:+.1f} +/- 1.4'
+    assert r['published'] == '78.1 vs 76.9 (SFT peak)'
+    r = claim(rows, 'claim: sequential SFT-then-RL (saturated SFT + DAPO_d) beats the best synchronized')
+    assert r['ours'].endswith('vs upt 50.0 ± 1.0')  # the first of the best synchronized from the base (LUFFY is lower)
+
+
+def test_srft_spread_is_a_log_ratio_with_its_se():
+    t = pd.concat([ceilings({('base', 'dapo_d'): 50.0}, spread=1.0, seeds=3), ceilings({('base', 'srft'): 50.0}, spread=4.0, seeds=3)])
+    r = claim(stats.paradigm_claims(t), 'claim: SRFT is the least stable')
+    # ln 4 = 1.386; SE of a log sd from 3 seeds: 1/sqrt(2 x 2) = 0.5 each, 0.707 together: 1.386 < 1.414
+    assert r['effect'] == '+1.4 +/- 0.7' and r['verdict'] == 'partly' and r['ours'].startswith('4.0x')
+    t.loc[t.paradigm == 'srft', 'spread'] = 4.2  # ln 4.2 = 1.435 > 1.414
+    assert claim(stats.paradigm_claims(t), 'claim: SRFT is the least stable')['verdict'] == 'reproduced'
+    one = pd.concat([ceilings({('base', 'dapo_d'): 50.0}, seeds=1), ceilings({('base', 'srft'): 50.0}, seeds=1)])
+    assert not [r for r in stats.paradigm_claims(one) if 'verdict' in r]  # one seed: no spread to compare
+
+
+def test_claims_need_their_panels_and_one_seed_has_no_se():
+    only_base = stats.paradigm_claims(ceilings(BASE, seeds=1, spread=0.0))
+    assert [r for r in only_base if 'verdict' in r] == []  # Fig 6: no saturated panel, one seed: nothing to test
+    assert only_base[0]['ours'] == '50.0 (SE unknown)'
+    rows = stats.paradigm_claims(ceilings({**BASE, ('strong', 'upt'): 54.0}))
+    r = claim(rows, 'claim: UPT depends on the base')
+    assert r['verdict'] == 'reproduced' and r['effect'] == '+4.0 +/- 1.4'
+
+
+@pytest.mark.parametrize('top, expected', [(52.82, 'partly'), (52.83, 'reproduced'), (50.0, 'not reproduced')])
+def test_scale_claim_at_the_two_se_line(top, expected):
+    r = stats.scale_claim([50.0, 53.0, top], [1.0, 5.0, 1.0], [0.5, 0.45, 0.4])
+    assert r['verdict'] == expected and r['published'] == paper.CLAIMS['scale_raises_ceiling']
+    assert 'A_post 50.0 ± 1.0 / 53.0 ± 5.0' in r['ours'] and 'min val loss 0.500 / 0.450 / 0.400' in r['ours']
+
+
+def test_switch_claims_compare_neighbouring_switch_points():
+    t = pd.DataFrame(dict(regime=['base', 'adaptive', 'stable'], max_p_post=[40.0, 43.0, 43.5], max_p_post_se=[0.5, 0.5, 0.5]))
+    a, b = stats.switch_claims(t)
+    assert a['quantity'].startswith('claim: switching in the Stable regime beats the Adaptive') and a['verdict'] == 'partly'
+    assert b['verdict'] == 'reproduced' and b['effect'] == '+3.0 +/- 0.7' and b['published'] == '78.8 vs 74.5 (Qwen2.5-14B)'
+
+
+def test_peak_with_se_and_fisher_z():
+    rows = [dict(run=r, stage='rl', step=s, benchmark=b, score=v) for r, s, o, e in [('a', 1, 40.0, 1.0), ('b', 1, 48.0, 2.0), ('b', 2, 47.0, 1.5)]
+            for b, v in [('overall', o), ('overall_se', e)]]
+    assert stats.peak_with_se(pd.DataFrame(rows)) == (48.0, 2.0)
+    e, se = stats.fisher_z(-0.96, 5)
+    assert math.isclose(e, 0.5 * math.log(1.96 / 0.04)) and math.isclose(se, 1 / math.sqrt(2))
+    assert verdict(e, se) == 'reproduced' and verdict(*stats.fisher_z(-0.85, 5)) == 'partly'
+
+
+def _code(nb:Path)->str:
+    return '\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code')
+
+
+def test_figure_notebooks_decide_no_verdict_themselves():
+    for nb in sorted((ROOT/'nbs'/'figures').glob('*.ipynb')):
+        bad = re.findall(r"verdict\s*=|['\"](?:reproduced|partly|not reproduced)['\"]", _code(nb))
+        assert not bad, f'{nb.name}: a verdict decided in the notebook ({bad}); use stats.claim_row / a claim function of stats'
+
+
+def test_published_numbers_live_in_paper_only():
+    "No published score (two digits and a decimal, e.g. 79.7) is written out in a figure notebook or a claim-building module"
+    pub = set()
+    for v in vars(paper).values():
+        vals = v.to_numpy().ravel().tolist() if isinstance(v, pd.DataFrame) else list(v.values()) if isinstance(v, dict) else []
+        pub |= {f'{x:.1f}' for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool) and abs(x) >= 10}
+    files = sorted((ROOT/'nbs'/'figures').glob('*.ipynb')) + [ROOT/'plasticity_nb'/'experiments.py', ROOT/'plasticity_nb'/'stats.py']
+    for f in files:
+        text = _code(f) if f.suffix == '.ipynb' else f.read_text()
+        hits = set(re.findall(r'(?<![\w.])\d{2,3}\.\d(?![\d])', text)) & pub
+        assert not hits, f'{f.name}: published numbers {sorted(hits)} written out; take them from plasticity_nb.paper'

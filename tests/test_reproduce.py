@@ -107,6 +107,18 @@ def test_batch_keeps_figures_then_a_failed_rerun_exits_1_and_removes_stale_outpu
     assert '| fig3 | failed |' in rep and '## fig3' not in rep
     assert not list(out.glob('.*part*'))
 
+def test_fig6_is_the_fig2_notebook_run_with_its_parameters(tmp_path):
+    "`--only fig6` runs nbs/figures/fig2.ipynb with the registry's parameters, and every output is named fig6"
+    assert R.FIGURES['fig6'].notebook == 'fig2' and not (ROOT/'nbs'/'figures'/'fig6.ipynb').exists()
+    s = _settings(tmp_path, tmp_path/'no-cache'); out = tmp_path/'o'
+    _figure(tmp_path, 'fig2', "import pandas as pd\nsave_table(pd.DataFrame({'x': [1]}), out, name)\n"
+                              "save_report(out, name, [dict(quantity='train set / panels', ours=f'{train_set} / {panels}', published='')])")
+    r = _cli('reproduce', '--settings', s, '--only', 'fig6', '--out', out, '--jobs', '1')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {p.name for p in R.figure_outputs(out, 'fig6')} == {'fig6.ipynb', 'fig6.csv', 'fig6.report.json'}
+    assert json.loads((out/'fig6.report.json').read_text())['rows'][0]['ours'] == 'full / base'
+    assert not list(out.glob('fig2*')) and '## fig6' in (out/'REPORT.md').read_text()
+
 def _alive(pid):
     try: state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
     except (FileNotFoundError, ProcessLookupError): return False
