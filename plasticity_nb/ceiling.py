@@ -14,7 +14,7 @@ __all__ = ['FIT_COLUMNS', 'REGIMES', 'gain_curve', 'fit_branches', 'peak_ceiling
 
 # %% ../nbs/21_ceiling.ipynb #e197672d
 FIT_COLUMNS = ['scene', 'ckpt', 'x_sft', 'p_sft', 'pl_rl', 'a_post', 'a_post_se', 'eps', 'c_mid', 'b', 'rmse_train', 'rmse_val',
-               'r2_train', 'r2_val', 'score', 'n_points', 'n_fit', 'n_used', 'converged', 'at_bound', 'bound', 'method', 'outlier_fits', 'identified', 'peak', 'source',
+               'r2_train', 'r2_val', 'score', 'n_points', 'n_fit', 'n_used', 'converged', 'at_bound', 'bound', 'method', 'outlier_fits', 'identified', 'peak', 'source', 'kept',
                'train_range', 'val_range', 'outlier_threshold', 'use_robust_reg', 'lts_alpha', 'free_c0']
 _BRANCH_KEYS = ('scene', 'ckpt', 'x_sft', 'p_sft', 'x', 'y')
 
@@ -49,6 +49,7 @@ def _row(branch, f, source, peak):
                 rmse_train=f.rmse_train, rmse_val=f.rmse_val, r2_train=f.r2_train, r2_val=f.r2_val, score=f.score,
                 n_points=len(branch['x']) + 1, n_fit=f.n_fit, n_used=f.n_used, converged=f.converged, at_bound=f.at_bound,
                 bound=f.bound, method=f.method, outlier_fits=f.outlier_fits, identified=f.identified, peak=peak, source=source,
+                kept=''.join('1' if k else '0' for k in f.kept),  # per curve point (branch point first): used by the final fit
                 **s.to_dict())
 
 def fit_branches(branches:list,  # dicts as from `retu.load_branches`

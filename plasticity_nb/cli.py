@@ -56,8 +56,9 @@ def _reproduce_parser()->Parser:
     r.add_argument('--only', help=f'comma-separated outputs to run (known: {", ".join(FIGURES)}); default: all')
     r.add_argument('--out', help='output folder (default: <outputs>/<profile>); checked before any notebook runs')
     r.add_argument('--settings', help='settings.ini path (default: nearest from the working directory)')
-    r.add_argument('--jobs', type=_positive_int, default=min(2, os.cpu_count() or 1),
-                   help='notebooks run at once, 1 or more (default: min(2, CPUs)); runs they share are made once')
+    r.add_argument('--jobs', type=_positive_int, default=min(3, (os.cpu_count() or 1) + 1),
+                   help='notebooks run at once, 1 or more (default: min(3, CPUs + 1): one more than the cores, because a notebook '
+                        'often waits for a run another one is making); runs they share are made once')
     return r
 
 @command('reproduce', 'run the papermill figure batch into outputs/<profile>/')

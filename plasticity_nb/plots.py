@@ -10,18 +10,26 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 # %% auto #0
-__all__ = ['DATASET_LABELS', 'REGIME_COLORS', 'label', 'shade_regimes', 'plot_ceiling_panels', 'plot_fitted_curves',
-           'plot_ceiling_vs_loss', 'plot_score_vs_compute', 'plot_headroom']
+__all__ = ['DATASET_LABELS', 'REGIME_COLORS', 'FLOP_UNITS', 'label', 'compute_unit', 'shade_regimes', 'clip_errorbars',
+           'plot_ceiling_panels', 'plot_fitted_curves', 'plot_ceiling_vs_loss', 'plot_score_vs_compute',
+           'plot_headroom']
 
 # %% ../nbs/23_plots.ipynb #22d6a5d9
 DATASET_LABELS = {'general': 'SFT889K', 's1K': 'S1K', 'easy102K': 'Easy102K', 'uniform102K': 'Uniform102K',
                   'hard102K': 'Hard102K', 'full': 'Full (SFT889K-like)', 's1k': 'S1K-like', 'easy': 'Easy',
-                  'uniform': 'Uniform', 'hard': 'Hard', 'uniform2x': 'Uniform 2x', 'uniform4x': 'Uniform 4x'}
+                  'uniform': 'Uniform', 'hard': 'Hard', 'uniform2x': 'Uniform 2x', 'uniform4x': 'Uniform 4x',
+                  'pure_rl': 'Pure-RL (from the base)'}
 REGIME_COLORS = {'adaptive': '#cfe2f3', 'stable': '#d9ead3', 'mild': '#fff2cc', 'severe': '#f4cccc'}
+FLOP_UNITS = [(1.0, 'exaFLOPs'), (1e3, 'petaFLOPs'), (1e6, 'teraFLOPs'), (1e9, 'gigaFLOPs'), (1e12, 'megaFLOPs')]
 
 def label(dataset:str)->str:
     "The paper's name for a data set (the authors' cache calls SFT889K 'general')"
     return DATASET_LABELS.get(dataset, dataset)
+
+def compute_unit(exaflops)->tuple[float, str]:
+    "The FLOP unit in which the largest of `exaflops` reads at least 1: (multiplier from exaFLOPs, unit name)"
+    x = np.abs(np.asarray(exaflops, float)); top = np.nanmax(x) if np.isfinite(x).any() else 1.0
+    return next(((m, n) for m, n in FLOP_UNITS if top*m >= 1), FLOP_UNITS[-1])
 
 def _panels(n, ncols=3, w=4.2, h=3.2):
     sns.set_theme(style='whitegrid', context='notebook', font_scale=0.85)
@@ -38,50 +46,90 @@ def shade_regimes(ax, compute, regimes):
     for i, r in enumerate(regimes):
         ax.axvspan(edges[i], edges[i+1], color=REGIME_COLORS[r], alpha=0.6, lw=0, zorder=0)
 
+def clip_errorbars(ax, values, x, y, se, pad:float=0.15):
+    "Fit the y-axis to `values` (the plotted scores); an error bar that would run off is cut at the edge and marked with a caret"
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values)); m = pad*(hi - lo) + 1
+    ax.set_ylim(lo - m, hi + m)
+    if se is None: return
+    for xi, yi, s in zip(x, y, np.asarray(se, float)):
+        if yi + s > hi + m: ax.plot(xi, hi + m, marker='^', color='tab:blue', ms=6, clip_on=False, zorder=6)
+        if yi - s < lo - m: ax.plot(xi, lo - m, marker='v', color='tab:blue', ms=6, clip_on=False, zorder=6)
+
 # %% ../nbs/23_plots.ipynb #92415471
+def _score_and_loss_axes(n, ncols=3):
+    "One column per data set: scores on top, SFT validation loss below on the same compute axis"
+    sns.set_theme(style='whitegrid', context='notebook', font_scale=0.85)
+    ncols = min(ncols, n); nrows = -(-n // ncols)
+    fig, axs = plt.subplots(2*nrows, ncols, figsize=(4.8*ncols, 4.8*nrows), squeeze=False,
+                            gridspec_kw=dict(height_ratios=[3, 1.4]*nrows))
+    pairs = [(axs[2*(i // ncols), i % ncols], axs[2*(i // ncols) + 1, i % ncols]) for i in range(nrows*ncols)]
+    for i, (top, bottom) in enumerate(pairs):
+        if i >= n: top.set_visible(False); bottom.set_visible(False)
+        else: bottom.sharex(top)
+    return fig, pairs[:n]
+
 def plot_ceiling_panels(fits:pd.DataFrame,  # one row per branch: dataset, x_sft, p_sft, pl_rl, a_post[, a_post_se]
                         val:pd.DataFrame|None=None,  # SFT validation loss: dataset, exaflops, val_loss[, regime]
-                        datasets=None)->plt.Figure:
-    "Fig 3: A_post, P_sft and PL_rl against SFT compute per data set, with validation loss and regimes when known"
+                        datasets=None,
+                        pure:pd.DataFrame|None=None,  # Pure-RL from the base: a_post (drawn in every panel)
+                        note:str='')->plt.Figure:  # a caption under the panels (e.g. what the data lacks)
+    "Fig 3: A_post, P_sft and PL_rl (arrows) against SFT compute per data set, Pure-RL as a reference line, and the validation loss with its regimes below"
     datasets = datasets or list(dict.fromkeys(fits['dataset']))
-    fig, axs = _panels(len(datasets), w=4.2 if val is None else 5.2)
-    for ax, ds in zip(axs, datasets):
-        d = fits[fits.dataset == ds].sort_values('x_sft')
-        if val is not None and 'regime' in val and (val.dataset == ds).any():
-            v = val[val.dataset == ds].sort_values('exaflops'); shade_regimes(ax, v.exaflops, v.regime)
-        ax.errorbar(d.x_sft, d.a_post, yerr=d.get('a_post_se'), marker='o', ms=4, label='$A_{post}$', capsize=2)
-        ax.plot(d.x_sft, d.p_sft, marker='s', ms=4, label='$P_{sft}$')
-        ax2 = ax.twinx(); ax2.grid(False)
-        ax2.bar(d.x_sft, d.pl_rl, width=np.diff(np.r_[d.x_sft.values, d.x_sft.values[-1]*1.1]).min()*0.5 if len(d) > 1 else 1,
-                color='gray', alpha=0.35, label='$PL_{rl}$')
-        ax2.set_ylabel('$PL_{rl}$ (points)')
-        if val is not None and (val.dataset == ds).any():
-            v = val[val.dataset == ds].sort_values('exaflops')
-            ax3 = ax.twinx(); ax3.spines['right'].set_position(('axes', 1.3)); ax3.grid(False)
-            ax3.plot(v.exaflops, v.val_loss, color='k', ls=':', lw=1, label='val loss'); ax3.set_ylabel('val loss')
-        lo, hi = min(d.p_sft.min(), d.a_post.min()), max(d.p_sft.max(), d.a_post.max())
-        ax.set_ylim(lo - 0.15*(hi-lo) - 1, hi + 0.15*(hi-lo) + 1)  # a poorly identified fit's error bar may run off
-        ax.set(title=label(ds), xlabel='SFT compute (exaFLOPs)', ylabel='score (points)')
-        ax.set_zorder(ax2.get_zorder() + 1); ax.patch.set_visible(False)
-    axs[0].legend(loc='lower right', fontsize=7)
-    fig.tight_layout()
-    if val is not None: fig.subplots_adjust(wspace=0.9)  # room for the two right-hand axes (PL_rl, val loss)
+    xs = [fits.x_sft] + ([val.exaflops] if val is not None else [])
+    mult, unit = compute_unit(pd.concat(xs))
+    if val is None: fig, axs = _panels(len(datasets), w=4.4); pairs = [(a, None) for a in axs]
+    else: fig, pairs = _score_and_loss_axes(len(datasets))
+    for (ax, lax), ds in zip(pairs, datasets):
+        d = fits[fits.dataset == ds].sort_values('x_sft'); x = d.x_sft*mult
+        v = val[val.dataset == ds].sort_values('exaflops') if val is not None else None
+        if v is not None and len(v) and 'regime' in v:
+            for a in (ax, lax): shade_regimes(a, v.exaflops*mult, v.regime)
+        ax.errorbar(x, d.a_post, yerr=d.get('a_post_se'), marker='o', ms=4, capsize=2, label='$A_{post}$ (fitted ceiling)')
+        ax.plot(x, d.p_sft, marker='s', ms=4, label='$P_{sft}$ (branch point)')
+        last = -np.inf; gap = 0.06*(x.max() - x.min()) if len(x) > 1 else 0
+        for xi, p, g in zip(x, d.p_sft, d.pl_rl):
+            ax.annotate('', (xi, p + g), (xi, p), arrowprops=dict(arrowstyle='->', color='gray', lw=1))
+            if xi - last < gap: continue  # crowded branch points: the arrow alone
+            ax.annotate(f'{g:+.1f}', (xi, p + g/2), xytext=(4, 0), textcoords='offset points', fontsize=7, color='gray', va='center'); last = xi
+        if pure is not None and len(pure):
+            ax.axhline(float(pure.a_post.iloc[0]), color='tab:red', ls='--', lw=1, label='Pure-RL $A_{post}$')
+        clip_errorbars(ax, d.p_sft.tolist() + d.a_post.tolist() + ([float(pure.a_post.iloc[0])] if pure is not None and len(pure) else []),
+                       x, d.a_post, d.get('a_post_se'))
+        ax.set(title=label(ds), ylabel='score (points)', xlabel='' if lax is not None else f'SFT compute ({unit})')
+        if lax is None: continue
+        if v is not None and len(v): lax.plot(v.exaflops*mult, v.val_loss, color='k', lw=1, marker='.', ms=3)
+        for xi in x: lax.axvline(xi, color='gray', ls=':', lw=0.8)
+        lax.set(xlabel=f'SFT compute ({unit})', ylabel='val loss')
+        ax.tick_params(labelbottom=False)
+    handles, labels = pairs[0][0].get_legend_handles_labels()
+    if val is not None and 'regime' in val:
+        from matplotlib.patches import Patch
+        for r in dict.fromkeys(val.regime.dropna()): handles.append(Patch(color=REGIME_COLORS[r], alpha=0.6)); labels.append(f'{r} regime')
+    pairs[0][0].legend(handles, labels, loc='lower right', fontsize=6.5)
+    fig.tight_layout(rect=(0, 0.35/fig.get_figheight() if note else 0, 1, 1))  # room for the caption
+    if note: fig.text(0.01, 0.01, note, fontsize=7.5, style='italic', va='bottom')
     return fig
 
 # %% ../nbs/23_plots.ipynb #1d61a86c
-def plot_fitted_curves(points:pd.DataFrame,  # observed RL points: dataset, ckpt, x (RL exaFLOPs), y (score)
+def plot_fitted_curves(points:pd.DataFrame,  # observed RL points: dataset, ckpt, x (RL exaFLOPs), y (score)[, used (by the fit)]
                        curves:pd.DataFrame,  # fitted curves: dataset, ckpt, x, y_fit
                        datasets=None)->plt.Figure:
     "Fig 8 (b-f): observed RL scores and the fitted sigmoidal law of every branch, one panel per data set"
     datasets = datasets or list(dict.fromkeys(points['dataset']))
     fig, axs = _panels(len(datasets))
+    mult, unit = compute_unit(points.x)
+    points, curves = points.assign(x=points.x*mult), curves.assign(x=curves.x*mult)
     for ax, ds in zip(axs, datasets):
         p, c = points[points.dataset == ds], curves[curves.dataset == ds]
         ckpts = sorted(p.ckpt.unique()); pal = dict(zip(ckpts, sns.color_palette('viridis', len(ckpts))))
         for k in ckpts:
-            ax.scatter(p[p.ckpt == k].x, p[p.ckpt == k].y, s=6, color=pal[k], alpha=0.6)
+            q = p[p.ckpt == k]; used = q.used.astype(bool) if 'used' in q else pd.Series(True, index=q.index)
+            ax.scatter(q.x[used], q.y[used], s=6, color=pal[k], alpha=0.6)
+            ax.scatter(q.x[~used], q.y[~used], s=14, facecolors='none', edgecolors=pal[k], lw=0.8)  # dropped by the robust fit
             ax.plot(c[c.ckpt == k].x, c[c.ckpt == k].y_fit, color=pal[k], lw=1.2, label=f'ckpt {k}')
-        ax.set(title=label(ds), xlabel='RL compute (exaFLOPs)', ylabel='score (points)')
+        ax.set(title=label(ds), xlabel=f'RL compute ({unit})', ylabel='score (points)')
+        if 'used' in p and not p.used.astype(bool).all():
+            ax.scatter([], [], s=14, facecolors='none', edgecolors='gray', label='dropped by the fit')
         ax.legend(fontsize=6, ncol=2, loc='lower right')
     fig.tight_layout()
     return fig
@@ -111,10 +159,11 @@ def plot_score_vs_compute(df:pd.DataFrame,  # tidy rows: exaflops, score, and th
     "Figs 2 / 6 / 7: headline score against compute, one line per `hue`, mean and spread over seeds"
     panels = list(dict.fromkeys(df[panel])) if panel else [None]
     fig, axs = _panels(len(panels))
+    mult, unit = compute_unit(df.exaflops); df = df.assign(exaflops=df.exaflops*mult)
     for ax, pn in zip(axs, panels):
         d = _align_seeds(df if pn is None else df[df[panel] == pn], hue)
         sns.lineplot(data=d, x='exaflops', y='score', hue=hue, ax=ax, errorbar=('pi', 100), marker='o', ms=3)
-        ax.set(title=f'{title} {pn or ""}'.strip(), xlabel='compute (exaFLOPs)', ylabel='score (points)')
+        ax.set(title=f'{title} {pn or ""}'.strip(), xlabel=f'compute ({unit})', ylabel='score (points)')
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
