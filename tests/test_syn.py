@@ -1,8 +1,9 @@
-"""The synchronized SFT-RL methods (plasticity_nb.syn): each method's loss and gradient on a hand-made batch against an
-independent reference (plain autograd on the paper's formula, token by token, with log-probs and entropies taken
-from the model's logits, not from TRL's fused head), the handling of expert tokens (ratios, old log-probs, vLLM
-correction), the UPT gate, Prefix-RFT's masking and schedule, the expert trajectory scored in its group, FLOPs, and a
-short run of every method through `run_syn`."""
+"""The synchronized SFT-RL methods (plasticity_nb.syn): each trainer's loss and gradient on a hand-made batch against
+an independent reference (plain autograd on the official formula of tests/test_losses.py, token by token, with
+log-probs and entropies taken from the model's logits, not from TRL's fused head, normalised by B * L_max with B the
+generation batch's rows and L_max = max_completion_length), one optimizer step through TRL's training step, the
+handling of expert tokens (ratios, old log-probs, vLLM correction), the UPT gate, Prefix-RFT's schedule, the expert
+trajectory scored in its group, FLOPs, and a short run of every method through `run_syn`."""
 import json, math, os, random
 import pytest, torch
 from datasets import Dataset
@@ -12,11 +13,14 @@ from plasticity_nb.rewards import math_reward
 from plasticity_nb.flops import ModelDims, luffy_step_flops, upt_step_flops, grpo_step_flops, EXA
 from plasticity_nb.tasks import make_problem
 from plasticity_nb import syn
-from plasticity_nb.syn import (luffy_loss, srft_loss, srft_weights, upt_gate, prefix_bounds, sample_prefix_len,
-                               prefix_advantage_mask, METHODS, run_syn, syn_config, syn_settings, upt_gamma, check_mix_rows)
+from plasticity_nb.losses import upt_gate
+from plasticity_nb.syn import (prefix_bounds, sample_prefix_len, METHODS, run_syn, syn_config, syn_settings, upt_gamma,
+                               check_mix_rows)
 
 torch.set_num_threads(1)
 ATOL = 1e-5
+L_MAX, ROWS = 40, 8  # the trainers' max_completion_length and generation batch rows (2 prompts x the group of 4)
+N = ROWS * L_MAX  # the policy terms' normaliser B * L_max
 
 # ---------------------------------------------------------------- fixtures: a tiny model and one trainer per method
 
@@ -27,14 +31,17 @@ def tok(): return build_tokenizer()
 def rows():
     return [make_problem(i, 2, 30) for i in range(8)]
 
-def _trainer(method, tok, rows, tmp, G=4, **kw):
-    cfg_cls, tr_cls = METHODS[method]
+def _trainer(method, tok, rows, tmp, G=4, micro=None, **kw):
+    "A method's trainer on a micro model: 2 prompts per generation batch, in one micro-batch unless `micro` rows"
+    m = METHODS[method]
     model = build_model('qwen2', tok, n_layers=1, hidden=32, n_heads=2, n_kv_heads=1, ffn=64, max_len=96, seed=1)
-    cfg = cfg_cls(output_dir=str(tmp), per_device_train_batch_size=2 * G, num_generations=G, max_completion_length=40,
-                  temperature=1.0, report_to='none', save_strategy='no', use_cpu=True, bf16=False, disable_tqdm=True,
-                  remove_unused_columns=False, **kw)
-    tr = tr_cls(model=model, reward_funcs=[math_reward], args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    ga = 2 * G // (micro or 2 * G)
+    cfg = m.config(output_dir=str(tmp), per_device_train_batch_size=micro or 2 * G, gradient_accumulation_steps=ga,
+                   steps_per_generation=ga, num_generations=G, max_completion_length=L_MAX, temperature=1.0, report_to='none',
+                   save_strategy='no', use_cpu=True, bf16=False, disable_tqdm=True, remove_unused_columns=False, **kw)
+    tr = m.trainer(model=model, reward_funcs=[math_reward], args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok)
     tr.model.train()
+    tr.current_gradient_accumulation_steps = ga  # as Trainer's training loop sets it
     return tr
 
 @pytest.fixture(scope='module')
@@ -84,31 +91,33 @@ def tokens(b):
 
 def entropy_bonus(ent, mask, coef): return coef * (ent * mask).sum() / mask.sum()
 
+def train_step(tr, batch):
+    "The trainer's own path for one optimizer step: _prepare_inputs splits `batch` (as if generated), training_step per micro-batch"
+    tr._generate_and_score_completions = lambda inputs: dict(batch)
+    tr._step, tr._buffered_inputs = 0, None
+    tr.model.zero_grad(set_to_none=True)
+    loss = sum(float(tr.training_step(tr.model, None)) for _ in range(tr.args.gradient_accumulation_steps))
+    g = {n: p.grad.detach().clone() for n, p in tr.model.named_parameters() if p.grad is not None}
+    tr.model.zero_grad(set_to_none=True)
+    return loss, g
+
 # ---------------------------------------------------------------- LUFFY
 
-def test_luffy_shaped_gradient_per_token():
-    "Expert tokens: d loss / d p = -A gamma / (p + gamma)^2 / N, unclipped; on-policy tokens: the clipped ratio's gradient"
-    p = torch.tensor([[0.5, 0.2, 0.3, 0.9], [0.05, 0.6, 0.3, 0.999]], dtype=torch.float64, requires_grad=True)
-    old = torch.tensor([[0.3, 0.2, 0.6, 0.9], [0.5, 0.5, 0.5, 0.5]], dtype=torch.float64).log()
-    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]).bool()
-    off = torch.tensor([[0, 0, 0, 0], [1, 1, 1, 1]]).bool()
-    for A0 in (0.7, -0.7):
-        A = torch.tensor([A0, 1.5], dtype=torch.float64)
-        p.grad = None
-        loss, _ = luffy_loss(p.log(), old, A, mask, off, gamma=0.1, eps_low=0.2, eps_high=0.28)
-        loss.backward()
-        N, g, pd = 7, p.grad, p.detach()
-        torch.testing.assert_close(g[1], -1.5 * 0.1 / (pd[1] + 0.1) ** 2 / N)  # includes p = 0.999: no clip on expert tokens
-        # on-policy: r = p / p_old; token 0 has r = 5/3 (clipped above for A > 0), token 2 has r = 0.5 (clipped below for A < 0)
-        r = pd[0] / old[0].exp()
-        q = old[0].exp()
-        exp_on = torch.tensor([0.0 if A0 > 0 else -A0 / q[0] / N, -A0 / q[1] / N, -A0 / q[2] / N if A0 > 0 else 0.0],
-                              dtype=torch.float64)
-        torch.testing.assert_close(g[0, :3], exp_on)
-        assert g[0, 3] == 0 and r[0] > 1.28 and r[2] < 0.8
+def luffy_reference(m, b, off, old, A, isr, clip, eps=(0.2, 0.2), coef=0.0):
+    "LUFFY (luffy/verl/verl/mix_src/mix_core_alg.py compute_token_on_off_policy_loss, exp_scripts/train.sh): sum / (B L_max)"
+    lp, ent = ref_logps(m, b)
+    total = 0
+    for i, t in tokens(b):
+        if off[i, t]:
+            p = lp[i, t].exp(); total = total - A[i] * p / (p + 0.1)
+        else:
+            r = (lp[i, t] - old[i, t]).exp()
+            on = torch.minimum(r * A[i], r.clamp(1 - eps[0], 1 + eps[1]) * A[i]) if clip else r * A[i]
+            total = total - isr[i, t] * on
+    return total / N - entropy_bonus(ent, b['completion_mask'], coef)
 
 def test_luffy_trainer_matches_reference(trainers, tok):
-    "LUFFYTrainer._compute_loss: loss and every parameter gradient equal a token-by-token autograd reference"
+    "LUFFYTrainer._compute_loss: loss and every parameter gradient equal the official formula (no clip; with on_policy_clip PPO's)"
     tr = trainers['luffy']; m = tr.model
     b = make_batch(tok)
     B, T = b['completion_ids'].shape
@@ -119,19 +128,14 @@ def test_luffy_trainer_matches_reference(trainers, tok):
     isr = 1 + 0.2 * torch.sin(torch.arange(B * T).float()).view(B, T)  # a vLLM correction on the sampled tokens
     inputs = dict(b, advantages=A, off_mask=off, expert_row=off.any(1), old_per_token_logps=old.clone(),
                   importance_sampling_ratio=torch.where(off, 1.0, isr), num_items_in_batch=b['completion_mask'].sum())
-    loss = tr._compute_loss(m, inputs)
-    g = grads_of(m, loss)
-    lp, ent = ref_logps(m, b)
-    a, N, total = tr.args, b['completion_mask'].sum(), 0
-    for i, t in tokens(b):
-        if off[i, t]:
-            p = lp[i, t].exp(); total = total - A[i] * p / (p + a.gamma)
-        else:
-            r = (lp[i, t] - old[i, t]).exp()
-            total = total - isr[i, t] * torch.minimum(r * A[i], r.clamp(1 - tr.epsilon_low, 1 + tr.epsilon_high) * A[i])
-    ref = total / N - entropy_bonus(ent, b['completion_mask'], a.entropy_coef)
-    torch.testing.assert_close(loss, ref, atol=ATOL, rtol=1e-4)
-    assert_same_grads(g, grads_of(m, ref))
+    for clip in (True, False):  # the clip last: the default stays
+        tr.args.on_policy_clip = clip
+        loss = tr._compute_loss(m, inputs)
+        g = grads_of(m, loss)
+        ref = luffy_reference(m, b, off, old, A, isr, clip, (tr.epsilon_low, tr.epsilon_high), tr.args.entropy_coef)
+        torch.testing.assert_close(loss, ref, atol=ATOL, rtol=1e-4)
+        assert_same_grads(g, grads_of(m, ref))
+    tr.args.on_policy_clip = False
     # TRL's old log-probs and vLLM ratios never touch expert tokens: garbage there (even NaN) changes nothing
     for bad_isr in (torch.where(off, float('inf'), isr), torch.where(off.any(1, keepdim=True), float('nan'), isr)):
         bad = dict(inputs, old_per_token_logps=torch.where(off, float('nan'), old), importance_sampling_ratio=bad_isr)
@@ -139,10 +143,26 @@ def test_luffy_trainer_matches_reference(trainers, tok):
         torch.testing.assert_close(loss_bad, loss, atol=ATOL, rtol=1e-5)
         assert_same_grads(grads_of(m, loss_bad), g)
 
+def test_luffy_step_accumulates_to_the_batch_loss(tok, rows, tmp_path):
+    "One optimizer step of 2 micro-batches through _prepare_inputs and training_step: the whole batch's loss and gradient"
+    tr = _trainer('luffy', tok, rows, tmp_path, micro=4, entropy_coef=0.0)  # the bonus is a per-micro-batch mean: off here
+    assert tr.args.gradient_accumulation_steps == 2 and tr.args.train_prompts * tr.num_generations == ROWS
+    b = make_batch(tok, COMPS * 2, PROMPTS * 2)
+    B, T = b['completion_ids'].shape
+    off = torch.zeros(B, T, dtype=torch.bool); off[3] = off[7] = True; off &= b['completion_mask'].bool()
+    with torch.no_grad(): lp0, _ = ref_logps(tr.model, b)
+    old = lp0 + torch.linspace(-0.4, 0.4, B * T).view(B, T)
+    A = torch.tensor([0.9, 1.2, -0.6, -0.3, 0.5, -0.5, 0.2, 0.8])
+    batch = dict(b, advantages=A, off_mask=off, expert_row=off.any(1), old_per_token_logps=old, num_items_in_batch=off.sum())
+    loss, g = train_step(tr, batch)
+    ref = luffy_reference(tr.model, b, off, old, A, torch.ones(B, T), clip=False)
+    assert loss == pytest.approx(ref.item(), rel=1e-4)
+    assert_same_grads(g, grads_of(tr.model, ref))
+
 # ---------------------------------------------------------------- SRFT
 
 def test_srft_trainer_matches_reference_and_stops_weight_gradients(trainers, tok):
-    "SRFTTrainer._compute_loss: the three terms with w_sft = 0.5 sg(e^-H), w_rl = 0.1 sg(e^H); no gradient through the weights"
+    "SRFTTrainer._compute_loss: the three terms of the official formula (test_losses) with w_sft = 0.5 sg(e^-H), w_rl = 0.1 sg(e^H)"
     tr = trainers['srft']; m = tr.model
     b = make_batch(tok)
     B, T = b['completion_ids'].shape
@@ -150,8 +170,7 @@ def test_srft_trainer_matches_reference_and_stops_weight_gradients(trainers, tok
     correct = torch.tensor([True, True, False, False])  # row 1 a positive rollout, rows 2-3 negatives
     A = torch.tensor([0.75, 0.75, -0.25, -0.25])
     mask = b['completion_mask'].bool()
-    inputs = dict(b, advantages=A, off_mask=off, expert_row=off.any(1), correct=correct,
-                  num_items_in_batch=mask.sum(), num_demo_tokens=(mask & off).sum())
+    inputs = dict(b, advantages=A, off_mask=off, expert_row=off.any(1), correct=correct, num_items_in_batch=mask.sum())
     loss = tr._compute_loss(m, inputs)
     g = grads_of(m, loss)
     a = tr.args
@@ -160,11 +179,10 @@ def test_srft_trainer_matches_reference_and_stops_weight_gradients(trainers, tok
         lp, ent = ref_logps(m, b)
         Hseq = [ent[i][mask[i]].mean() for i in range(B)]
         Hseq = [h.detach() if stopgrad else h for h in Hseq]
-        N, N_demo = mask.sum(), (mask & off).sum()
         sft = rl_demo = rl_self = 0
         for i, t in tokens(b):
             if off[i, t]:
-                sft = sft - 0.5 * torch.exp(-Hseq[i]) * lp[i, t] / N_demo
+                sft = sft - 0.5 * torch.exp(-Hseq[i]) * lp[i, t] / off[i].sum() / ROWS  # the expert row's mean, over B
                 p = lp[i, t].exp(); rl_demo = rl_demo - A[i] * p / (p + 0.1) / N
             elif correct[i]: rl_self = rl_self - 0.1 * torch.exp(Hseq[i]) * lp[i, t] / N
             else: rl_self = rl_self + lp[i, t] / N
@@ -179,13 +197,6 @@ def test_srft_trainer_matches_reference_and_stops_weight_gradients(trainers, tok
     # the logged terms are the three terms of the reference
     logged = {k: tr._metrics['train'][f'syn/{k}'][-1] for k in ('sft_demo', 'rl_demo', 'rl_self')}
     for k, v in zip(('sft_demo', 'rl_demo', 'rl_self'), parts): assert abs(logged[k] - float(v)) < 1e-4
-
-def test_srft_weights_by_hand():
-    ent = torch.tensor([[1.0, 3.0, 9.0], [0.5, 0.5, 0.0]])
-    mask = torch.tensor([[1, 1, 0], [1, 1, 0]]).bool()
-    w_sft, w_rl = srft_weights(ent, mask)
-    torch.testing.assert_close(w_sft, torch.tensor([0.5 * math.exp(-2.0), 0.5 * math.exp(-0.5)]))
-    torch.testing.assert_close(w_rl, torch.tensor([0.1 * math.exp(2.0), 0.1 * math.exp(0.5)]))
 
 # ---------------------------------------------------------------- UPT
 
@@ -219,7 +230,7 @@ def test_upt_gate_switches_per_prompt(trainers):
     with pytest.raises(ValueError, match='gamma'): upt_gamma('gpt2')
 
 def test_upt_trainer_matches_reference(trainers, tok):
-    "UPTTrainer._compute_loss = RL on the gated-RL rollouts (token mean) + NLL on the gated-SFT expert rows (token mean)"
+    "UPTTrainer._compute_loss = (1/B)[sum_RL -r A / L_max + sum of the SFT rows' mean NLL] (hpt mix_actor.py update_policy, 'sft')"
     tr = trainers['upt']; m = tr.model
     b = make_batch(tok)
     mask = b['completion_mask'].bool()
@@ -229,19 +240,17 @@ def test_upt_trainer_matches_reference(trainers, tok):
     A = torch.tensor([0.5, -0.5, 0.0, 3.0])
     n = mask.sum(1)
     inputs = dict(b, advantages=A, off_mask=torch.zeros_like(mask), expert_row=sft_row, rl_row=rl_row, sft_row=sft_row,
-                  old_per_token_logps=old, num_rl_tokens=(n * rl_row).sum(), num_sft_tokens=(n * sft_row).sum())
+                  old_per_token_logps=old)
     loss = tr._compute_loss(m, inputs)
     g = grads_of(m, loss)
     a = tr.args
     lp, ent = ref_logps(m, b)
     rl, sft = 0, 0
     for i, t in tokens(b):
-        if rl_row[i]:
-            r = (lp[i, t] - old[i, t]).exp()
-            rl = rl - torch.minimum(r * A[i], r.clamp(1 - tr.epsilon_low, 1 + tr.epsilon_high) * A[i])
-        elif sft_row[i]: sft = sft - lp[i, t]
+        if rl_row[i]: rl = rl - (lp[i, t] - old[i, t]).exp() * A[i]  # no clip (exp_scripts/train.sh: loss_remove_clip)
+        elif sft_row[i]: sft = sft - lp[i, t] / n[i]
     trained = mask & (rl_row | sft_row)[:, None]
-    ref = rl / (n * rl_row).sum() + sft / (n * sft_row).sum() - entropy_bonus(ent, trained, a.entropy_coef)
+    ref = rl / N + sft / ROWS - entropy_bonus(ent, trained, a.entropy_coef)
     torch.testing.assert_close(loss, ref, atol=ATOL, rtol=1e-4)
     assert_same_grads(g, grads_of(m, ref))
 
@@ -275,17 +284,8 @@ def test_prefix_trainer_plan_follows_schedule(trainers, rows):
             assert pre == tr._expert_ids(rows[0]['completion'])[:len(pre)]
     tr.state.global_step = 0
 
-def test_prefix_advantage_mask_by_hand():
-    "the 80% lowest-entropy prefix tokens lose their advantage; continuation tokens keep it"
-    ent = torch.tensor([[5., 1., 2., 3., 4., 0.5, 0.1, 0.2, 0.3, 0.4, 0.0, 0.0],
-                        [1., 2., 3., 4., 5., 6., 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
-    off = torch.tensor([[1] * 10 + [0, 0], [1] * 3 + [0] * 9]).bool()
-    keep = prefix_advantage_mask(ent, off, 0.2)
-    assert keep[0].tolist() == [True, False, False, False, True] + [False] * 5 + [True, True]  # top 2 of 10: 5.0 and 4.0
-    assert keep[1].tolist() == [False, False, True] + [True] * 9  # ceil(0.6) = 1 of 3: the 3.0
-
 def test_prefix_trainer_matches_reference(trainers, tok):
-    "PrefixRFTTrainer._compute_loss: clipped objective with A_t = 0 on the 80% lowest-entropy prefix tokens"
+    "PrefixRFTTrainer._compute_loss: clipped objective (dual clip 3) with A_t = 0 on the micro-batch's floor(80%) lowest-entropy prefix tokens, over B L_max"
     tr = trainers['prefix_rft']; m = tr.model
     b = make_batch(tok)
     mask = b['completion_mask'].bool()
@@ -300,20 +300,18 @@ def test_prefix_trainer_matches_reference(trainers, tok):
     g = grads_of(m, loss)
     a = tr.args
     lp, ent = ref_logps(m, b)
-    kept = {}
-    for i in range(B):  # the top ceil(20%) prefix tokens by entropy, ranked with plain Python
-        pre = [t for t in range(T) if off[i, t]]
-        top = sorted(pre, key=lambda t: -float(ent0[i, t]))[:math.ceil(0.2 * len(pre))]
-        kept.update({(i, t): t in top for t in pre})
+    pre = [(i, t) for i in range(B) for t in range(T) if off[i, t]]  # the micro-batch's prefix tokens, ranked together
+    low = set(sorted(pre, key=lambda it: float(ent0[it]))[:int(0.8 * len(pre))])
     total = 0
     for i, t in tokens(b):
-        At = A[i] * kept.get((i, t), True)
+        At = 0.0 if (i, t) in low else A[i]
         r = (lp[i, t] - old[i, t]).exp()
-        total = total - torch.minimum(r * At, r.clamp(1 - tr.epsilon_low, 1 + tr.epsilon_high) * At)
-    ref = total / mask.sum() - entropy_bonus(ent, mask, a.entropy_coef)
+        tok_loss = -torch.minimum(r * At, r.clamp(1 - tr.epsilon_low, 1 + tr.epsilon_high) * At)
+        total = total + (torch.minimum(tok_loss, -3.0 * At) if At < 0 else tok_loss)
+    ref = total / N - entropy_bonus(ent, mask, a.entropy_coef)
     torch.testing.assert_close(loss, ref, atol=ATOL, rtol=1e-4)
     assert_same_grads(g, grads_of(m, ref))
-    assert sum(kept.values()) == 3 + 1  # ceil(2.2) of 11 and ceil(0.8) of 4
+    assert len(pre) - len(low) == 3  # of the 11 + 4 prefix tokens, int(0.8 * 15) = 12 lose their advantage
     # the vLLM correction has no sampler log-prob for prefix tokens: whatever is passed there is ignored
     with_isr = tr._compute_loss(m, dict(inputs, importance_sampling_ratio=torch.where(off, 5.0, 1.0)))
     torch.testing.assert_close(with_isr, loss, atol=ATOL, rtol=1e-5)
@@ -397,11 +395,11 @@ def test_step_flops_follow_the_paper(trainers):
     tl, tu, tp = trainers['luffy'], trainers['upt'], trainers['prefix_rft']
     dims = ModelDims.from_config(tl.model.config)
     S = torch.tensor([30., 40, 50, 20] * 2); kind = torch.tensor([0, 0, 0, 1] * 2)
-    assert tl.step_flops(S, kind, {}) == pytest.approx(luffy_step_flops(dims, 2, 40.0, 20.0, 3, 1))
-    assert tp.step_flops(S, torch.tensor([0, 0, 0, 2] * 2), {}) == pytest.approx(grpo_step_flops(dims, 2, 4, 35.0))
+    assert tl.round_flops(S, kind, {}) == pytest.approx(luffy_step_flops(dims, 2, 40.0, 20.0, 3, 1))
+    assert tp.round_flops(S, torch.tensor([0, 0, 0, 2] * 2), {}) == pytest.approx(grpo_step_flops(dims, 2, 4, 35.0))
     Su = torch.tensor([30., 40, 50, 60, 25] * 2); ku = torch.tensor([0, 0, 0, 0, 1] * 2)
     out = dict(rl_row=torch.tensor([1, 1, 1, 1, 0] + [0] * 5).bool(), sft_row=torch.tensor([0] * 9 + [1]).bool())
-    assert tu.step_flops(Su, ku, out) == pytest.approx(upt_step_flops(dims, 8, 45.0, 4, 1, 25.0))
+    assert tu.round_flops(Su, ku, out) == pytest.approx(upt_step_flops(dims, 8, 45.0, 4, 1, 25.0))
 
 def test_syn_config_shares_the_rl_settings(tmp_path):
     from plasticity_nb.rl import grpo_config
@@ -411,7 +409,8 @@ def test_syn_config_shares_the_rl_settings(tmp_path):
         for k in ('learning_rate', 'lr_scheduler_type', 'weight_decay', 'max_grad_norm', 'temperature', 'top_p',
                   'max_completion_length', 'max_steps', 'beta', 'epsilon', 'epsilon_high', 'gradient_accumulation_steps'):
             assert getattr(c, k) == getattr(g, k), (method, k)
-        assert c.scale_rewards == 'none' and c.entropy_coef == 0.001
+        assert c.scale_rewards == 'none' and c.entropy_coef == 0.001 and c.loss_type == 'dr_grpo'
+        assert getattr(c, 'on_policy_clip', False) is False  # LUFFY's and UPT's scripts: loss_remove_clip=True
         assert c.num_generations == (9 if method == 'upt' else 8)
     assert syn_config('upt', tmp_path).learning_rate == 5e-6 and syn_config('luffy', tmp_path).learning_rate == 1e-6
 
@@ -472,7 +471,7 @@ def test_syn_settings_follow_the_profile():
     for m in METHODS:
         s = syn_settings(p, m, steps=7)
         assert s['steps'] == 7 and s['batch'] == r['batch'] and s['group_size'] == r['group_size']
-        assert s['lr'] == pytest.approx(r['lr'] * (5 if m == 'upt' else 1))
+        assert s['lr'] == pytest.approx(r['lr'] * (5 if m == 'upt' else 1)) and METHODS[m].lr_scale == (5 if m == 'upt' else 1)
         assert 'gen_batch' not in s and 'eps_high' not in s
         import inspect
         assert set(s) <= set(inspect.signature(run_syn).parameters)  # every setting is a run_syn argument
