@@ -69,11 +69,8 @@ def sft_run(prof:Profile, dataset:str,
     hp = sft.sft_hparams(prof, dataset)
     cfg = {'kind': 'sft', 'dataset': dataset, 'base': str(init or base_model(prof)), **_pick(prof, MODEL_KEYS), **_pick(prof, WORLD_KEYS),
            'n_rows': len(w[dataset]), **hp, 'eval': sft.sft_eval_kw(prof, w['benchmarks'])}
-    def train(run):
-        recs = sft.run_sft(cfg['base'], None, w[dataset], w['val'], run.path, benchmarks=w['benchmarks'],
-                           eval_kw=cfg['eval'], resume=True, **hp)
-        return dict(status='done', records=len(recs))
-    return R.ensure(prof['runs'], 'sft', cfg, train)
+    return R.ensure(prof['runs'], 'sft', cfg, lambda run: sft.run_sft(cfg['base'], None, w[dataset], w['val'], run.path,
+                                                                  benchmarks=w['benchmarks'], eval_kw=cfg['eval'], **hp))
 
 def sft_records(run:R.Run)->list[dict]:
     "The SFT run's evaluation records (step, exaflops, val_loss, scores), in step order"

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_rl.ipynb #9d68fae6
 from __future__ import annotations
-import contextlib, json, math, os, random, re, shutil, time
+import contextlib, json, math, os, random, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch
@@ -12,7 +12,7 @@ from transformers import TrainerCallback, PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import shuffle_sequence_dict
 from .flops import EXA, ModelDims, dapo_step_flops, grpo_step_flops
-from .runs import Run, write_atomic, checkpoint_step
+from .runs import Run, write_atomic, train_run, flag_unstable as _flag_unstable
 from fastcore.basics import patch
 
 # %% auto #0
@@ -267,10 +267,8 @@ def _check_collapse(self:DAPOTrainer, reward:float):
 
 @patch
 def flag_unstable(self:DAPOTrainer, reason:str):
-    "Record the first instability of the run (the step being trained); RunLogger then stops training without saving"
-    if self.unstable_reason is None:
-        self.unstable_step = self.state.global_step + 1
-        self.unstable_reason = f"{reason} (step {self.unstable_step})"
+    "Record the first instability of the run (the step being trained, `runs.flag_unstable`); RunLogger then stops training without saving"
+    _flag_unstable(self, reason)
 
 # %% ../nbs/11_rl.ipynb #671b3ee1
 @patch
@@ -377,18 +375,6 @@ def _default_evaluate(benchmarks, samples, temperature, max_new_tokens, seed, ba
                                 seed=seed, engine='hf', batch_size=batch_size, greedy=greedy)
     return fn
 
-_DIVERGED = re.compile(r'\b(nan|inf)\b|probability tensor contains|device-side assert', re.I)
-
-def _is_divergence(e:Exception)->bool:
-    "Whether a generation error comes from non-finite probabilities (the policy diverged)"
-    return bool(_DIVERGED.search(str(e)))
-
-def _summary(run:Run, status:str, steps:int, rl_flops:float, seconds_per_step:float|None)->dict:
-    evals = [r for r in run.read_metrics() if r.get('event') == 'eval']
-    best = max((r['scores'].get('overall') for r in evals if r['scores'].get('overall') is not None), default=None)
-    return dict(status=status, steps=steps, exaflops=rl_flops / EXA, final_scores=evals[-1]['scores'] if evals else None,
-                best_overall=best, seconds_per_step=seconds_per_step)
-
 # %% ../nbs/11_rl.ipynb #6fa6307f
 def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the branch point)
            train_prompts:list[dict],  # RL prompt rows with 'prompt' and 'answer'
@@ -415,7 +401,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
            eval_batch_size:int=256,
            **config_kw  # other DAPOConfig fields (e.g. collapse_patience, vllm_gpu_memory_utilization)
           )->dict:
-    "Train one GRPO / DAPO run into `out_dir`, evaluating every `eval_every` steps; returns the summary also stored in DONE"
+    "Train one GRPO / DAPO run into `out_dir` (`runs.train_run`), evaluating every `eval_every` steps; returns the summary also stored in DONE"
     from datasets import Dataset
     from plasticity_nb.models import load_local
     from plasticity_nb.evaluate import pick_engine
@@ -425,50 +411,26 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
     bad = [i for i,r in enumerate(train_prompts) if 'prompt' not in r or 'answer' not in r]
     if bad: raise ValueError(f"run_rl: train_prompts row {bad[0]} lacks 'prompt' or 'answer' ({len(bad)} such rows)")
     run = Run(out_dir)
-    if resume and run.is_done(): return run.summary()
-    if len(train_prompts) < batch: raise ValueError(f"run_rl: {len(train_prompts)} train_prompts, fewer than batch={batch}")
-    if not resume:
-        shutil.rmtree(run.ckpt_dir, ignore_errors=True); (run.path/'DONE').unlink(missing_ok=True)
-    ckpt = run.prepare_resume()
-    done = checkpoint_step(ckpt) if ckpt else 0
-    if done >= steps:  # killed after the last checkpoint, before DONE: nothing left to train
-        s = _summary(run, 'done', done, json.loads((ckpt/'rl_state.json').read_text())['rl_flops'], None)
-        run.mark_done(s)
-        return s
-    engine = pick_engine(rollout_engine); use_vllm = engine == 'vllm'
-    common = dict(lr=lr, batch=batch, group_size=group_size, steps=steps, max_new_tokens=max_new_tokens,
-                  temperature=temperature, micro_batch=micro_batch, seed=seed, save_every=save_every or eval_every,
-                  bf16=bf16, use_vllm=use_vllm, warmup_steps=warmup_steps, **({'vllm_mode': 'colocate'} if use_vllm else {}), **config_kw)
-    args = (dapo_config(run.ckpt_dir, variant, gen_batch=gen_batch, eps_low=eps_low, eps_high=eps_high, ds_rounds=ds_rounds,
-                        mask_truncated=mask_truncated, **common) if algo == 'dapo'
-            else grpo_config(run.ckpt_dir, eps=eps_low, mask_truncated_completions=mask_truncated, **common))
-    funcs = list(reward_funcs or [math_reward])
-    if overlong_cache > 0: funcs.append(overlong_reward_func(max_new_tokens, overlong_cache))
-    if evaluate_fn is None and benchmarks:
-        evaluate_fn = _default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size, eval_greedy)
-    model, tok = load_local(model_path)
-    logger = RunLogger(run, evaluate_fn, eval_every)
-    data = Dataset.from_list([{**r, 'answer': str(r['answer'])} for r in train_prompts])
-    trainer = with_rollout_engine(DAPOTrainer, engine)(model=model, reward_funcs=funcs, args=args, train_dataset=data, processing_class=tok,
-                          callbacks=[logger, *(callbacks or [])])
-    logger.trainer = trainer
-    trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
-    t0 = time.time()
-    try: trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    except RuntimeError as e:
-        if not _is_divergence(e): raise
-        trainer.flag_unstable(f"generation failed: {str(e)[:200]}")
-        if 'device-side assert' in str(e):  # the CUDA context is lost: record the run, then stop the process
-            run.mark_unstable(trainer.unstable_reason, trainer.unstable_step)
-            raise
-    n = trainer.state.global_step - done
-    s = _summary(run, 'unstable' if trainer.unstable_reason else 'done', trainer.state.global_step, trainer.rl_flops,
-                 (time.time() - t0) / n if n else None)
-    if trainer.unstable_reason:
-        run.mark_unstable(trainer.unstable_reason, trainer.unstable_step, s)
-        return run.summary()
-    run.mark_done(s)
-    return s
+    def build(ckpt):
+        if len(train_prompts) < batch: raise ValueError(f"run_rl: {len(train_prompts)} train_prompts, fewer than batch={batch}")
+        engine = pick_engine(rollout_engine); use_vllm = engine == 'vllm'
+        common = dict(lr=lr, batch=batch, group_size=group_size, steps=steps, max_new_tokens=max_new_tokens,
+                      temperature=temperature, micro_batch=micro_batch, seed=seed, save_every=save_every or eval_every,
+                      bf16=bf16, use_vllm=use_vllm, warmup_steps=warmup_steps, **({'vllm_mode': 'colocate'} if use_vllm else {}), **config_kw)
+        args = (dapo_config(run.ckpt_dir, variant, gen_batch=gen_batch, eps_low=eps_low, eps_high=eps_high, ds_rounds=ds_rounds,
+                            mask_truncated=mask_truncated, **common) if algo == 'dapo'
+                else grpo_config(run.ckpt_dir, eps=eps_low, mask_truncated_completions=mask_truncated, **common))
+        funcs = list(reward_funcs or [math_reward]) + ([overlong_reward_func(max_new_tokens, overlong_cache)] if overlong_cache > 0 else [])
+        ev = evaluate_fn or (_default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size, eval_greedy)
+                             if benchmarks else None)
+        model, tok = load_local(model_path)
+        logger = RunLogger(run, ev, eval_every)
+        data = Dataset.from_list([{**r, 'answer': str(r['answer'])} for r in train_prompts])
+        trainer = with_rollout_engine(DAPOTrainer, engine)(model=model, reward_funcs=funcs, args=args, train_dataset=data,
+                                                          processing_class=tok, callbacks=[logger, *(callbacks or [])])
+        logger.trainer = trainer; trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
+        return trainer
+    return train_run(run, build, resume)
 
 # %% ../nbs/11_rl.ipynb #bfcfe0e0
 _PROFILE_KEYS = dict(lr='rl_lr', batch='rl_batch', gen_batch='rl_gen_batch', group_size='group_size', steps='rl_steps',

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_runs.ipynb #1c7295b1
 from __future__ import annotations
-import contextlib, hashlib, json, math, os, re, shutil, tempfile
+import contextlib, hashlib, json, math, os, re, shutil, tempfile, time
 from pathlib import Path
 from fastcore.basics import patch
 try: import fcntl
@@ -12,7 +12,8 @@ except ImportError: fcntl = None  # no locking where flock is missing
 
 # %% auto #0
 __all__ = ['canonical_json', 'run_id', 'write_atomic', 'parse_jsonl', 'process_rank', 'is_writer', 'checkpoint_step', 'Run',
-           'run_dir', 'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows']
+           'run_dir', 'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows', 'diverged', 'flag_unstable',
+           'run_summary', 'checkpoint_state', 'train_run']
 
 # %% ../nbs/13_runs.ipynb #d5f3e6a7
 def _plain(o):
@@ -178,15 +179,25 @@ def last_checkpoint(self:Run)->Path|None:
     return c[-1] if c else None
 
 @patch
-def prepare_resume(self:Run)->Path|None:
-    "The checkpoint to resume from (None: start over); the writing process deletes incomplete checkpoints and metric rows after it"
-    ck = self.last_checkpoint()
-    if not is_writer(): return ck  # the same complete checkpoint, seen by every process
-    keep = set(self.checkpoints())
+def prepare_resume(self:Run,
+                   resumable=None  # resumable(checkpoint) -> bool: which complete checkpoints a run can resume from (default: all)
+                  )->Path|None:
+    "The checkpoint to resume from (None: start over); the writing process deletes the checkpoints after it and their metric rows"
+    ok = [c for c in self.checkpoints() if resumable is None or resumable(c)]
+    ck = ok[-1] if ok else None
+    if not is_writer(): return ck  # the same checkpoint, seen by every process
+    s = checkpoint_step(ck) if ck else -1
     for d in self.ckpt_dir.glob('checkpoint-*'):
-        if d.is_dir() and d not in keep: shutil.rmtree(d)
+        if d.is_dir() and (checkpoint_step(d) is None or checkpoint_step(d) > s): shutil.rmtree(d)  # torn, or to be made again
     self.truncate_metrics(checkpoint_step(ck) if ck else None)
     return ck
+
+@patch
+def reset(self:Run):
+    "Start over: remove the checkpoints, metrics and DONE of an earlier attempt (config.json stays); the writing process only"
+    if not is_writer(): return
+    shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+    for p in (self.metrics_path, self.path/'DONE'): p.unlink(missing_ok=True)
 
 # %% ../nbs/13_runs.ipynb #d1802772
 @patch
@@ -266,8 +277,8 @@ def find_runs(root, kind:str|None=None)->list[Run]:
 _RUN_COLS = ('dataset', 'paradigm', 'branch_step', 'sft_exaflops', 'seed')
 
 def eval_rows(run:Run)->list[dict]:
-    "The evaluation rows of a run, in step order"
-    return sorted((r for r in run.read_metrics() if r.get('event') == 'eval'), key=lambda r: r['step'])
+    "The evaluation rows of a run, in step order (rows without an `event` but with `scores`: SFT records written before events)"
+    return sorted((r for r in run.read_metrics() if r.get('event', 'eval' if 'scores' in r else None) == 'eval'), key=lambda r: r['step'])
 
 def curve_rows(run:Run, **fixed)->list[dict]:
     "Tidy curve rows, one per (evaluation, benchmark); `fixed` sets dataset/paradigm/branch_step/sft_exaflops/seed"
@@ -281,3 +292,68 @@ def curve_rows(run:Run, **fixed)->list[dict]:
                             stage=stage, step=r['step'], exaflops=r['exaflops'], sft_exaflops=base['sft_exaflops'],
                             benchmark=b, score=s, val_loss=r.get('val_loss', float('nan')), seed=base['seed']))
     return out
+
+# %% ../nbs/13_runs.ipynb #564cb0d9
+_DIVERGED = re.compile(r'\b(nan|inf)\b|probability tensor contains|device-side assert', re.I)
+
+def diverged(e:BaseException)->bool:
+    "Whether an error says the model diverged: NaN or inf as words, the sampler's probability check, a CUDA device-side assert"
+    return bool(_DIVERGED.search(str(e)))
+
+def flag_unstable(trainer, reason:str,
+                  step:int|None=None  # where it happened (default: the step being trained, global_step + 1)
+                 ):
+    "Record a run's first instability on its trainer; the run loop then finishes the run 'unstable'"
+    if getattr(trainer, 'unstable_reason', None) is None:
+        trainer.unstable_step = trainer.state.global_step + 1 if step is None else step
+        trainer.unstable_reason = f"{reason} (step {trainer.unstable_step})"
+
+# %% ../nbs/13_runs.ipynb #830b96d2
+def run_summary(run:Run, status:str, steps:int,
+                seconds_per_step:float|None=None  # wall-clock seconds per step of this attempt
+               )->dict:
+    "The run's summary from its metrics file: status, steps, exaflops at the last step, final and best scores"
+    flops = [r['exaflops'] for r in run.read_metrics() if r.get('exaflops') is not None and r.get('step', -1) <= steps]
+    evals = eval_rows(run)
+    best = max((r['scores'].get('overall') for r in evals if r['scores'].get('overall') is not None), default=None)
+    return dict(status=status, steps=steps, exaflops=flops[-1] if flops else 0.0, final_scores=evals[-1]['scores'] if evals else None,
+                best_overall=best, seconds_per_step=seconds_per_step)
+
+@patch
+def finish(self:Run, steps:int, seconds_per_step:float|None=None,
+           reason:str|None=None, step:int|None=None  # the instability and its step (None: the run is done)
+          )->dict:
+    "Write DONE with the run's summary ('unstable' with its reason when given); returns the summary"
+    s = run_summary(self, 'unstable' if reason else 'done', steps, seconds_per_step)
+    if reason is None: self.mark_done(s); return s
+    self.mark_unstable(reason, step, s)
+    return {**s, 'reason': reason}
+
+# %% ../nbs/13_runs.ipynb #772160bd
+def checkpoint_state(ckpt)->dict|None:
+    "The `trainer_state.json` of a checkpoint folder (None for None)"
+    return json.loads((Path(ckpt)/'trainer_state.json').read_text()) if ckpt else None
+
+def train_run(run:Run,
+              build,  # build(resume_from: Path|None) -> a transformers Trainer (callbacks attached) that logs into `run`
+              resume:bool=True,  # False: start over (an earlier attempt's checkpoints, metrics and DONE are removed)
+              resumable=None  # resumable(checkpoint) -> bool: the complete checkpoints a run can resume from (default: all)
+             )->dict:
+    "The run loop: reuse a DONE run, else resume from the newest resumable checkpoint, train, and write DONE; returns the summary"
+    if resume and run.is_done(): return run.summary()
+    if not resume: run.reset()
+    ck = run.prepare_resume(resumable)
+    st = checkpoint_state(ck)
+    if st and st['global_step'] >= st.get('max_steps', math.inf): return run.finish(st['global_step'])  # killed after its last checkpoint, before DONE
+    trainer, t0, start = build(ck), time.time(), st['global_step'] if st else 0
+    try: trainer.train(resume_from_checkpoint=str(ck) if ck else None)
+    except RuntimeError as e:
+        if not diverged(e): raise
+        flag_unstable(trainer, f"generation failed: {str(e)[:200]}")
+        if 'device-side assert' in str(e):  # the CUDA context is lost: record the run, then stop the process
+            run.mark_unstable(trainer.unstable_reason, trainer.unstable_step); raise
+    steps = trainer.state.global_step
+    secs = (time.time() - t0) / (steps - start) if steps > start else None
+    if getattr(trainer, 'unstable_reason', None): return run.finish(steps, secs, trainer.unstable_reason, trainer.unstable_step)
+    if steps < trainer.state.max_steps: return run_summary(run, 'stopped', steps, secs)  # stopped short: resumable, no DONE
+    return run.finish(steps, secs)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_sft.ipynb #8d657530
 from __future__ import annotations
-import json, math, os, re, shutil, tempfile, time
+import math, re, tempfile, time
 from pathlib import Path
 import torch
 from transformers import TrainerCallback
@@ -13,12 +13,11 @@ from .evaluate import pick_engine, samples_from_profile
 from .stats import evaluate_with_se
 from .curves import CURVE_COLUMNS
 from .config import register_keys, SCHEMA
-from .runs import is_writer
-
+from .runs import Run, train_run, flag_unstable, eval_rows, checkpoint_step
 
 # %% auto #0
-__all__ = ['SMALL_SETS', 'SUBSETS', 'to_sft_dataset', 'read_metrics', 'loss_curve', 'sft_curve_rows', 'checkpoints',
-           'resume_point', 'SFTRecorder', 'sft_trainer', 'mean_seq_len', 'run_sft', 'sft_hparams', 'sft_eval_kw']
+__all__ = ['SMALL_SETS', 'SUBSETS', 'to_sft_dataset', 'read_metrics', 'loss_curve', 'sft_curve_rows', 'checkpoints', 'resumable',
+           'SFTRecorder', 'sft_trainer', 'mean_seq_len', 'run_sft', 'sft_hparams', 'sft_eval_kw']
 
 # %% ../nbs/10_sft.ipynb #a3a0eec3
 def to_sft_dataset(rows, what:str='train'):
@@ -33,26 +32,8 @@ def to_sft_dataset(rows, what:str='train'):
 
 # %% ../nbs/10_sft.ipynb #cec9b9bd
 def read_metrics(out_dir)->list[dict]:
-    "The records in `out_dir/metrics.jsonl` (empty when absent)"
-    p = Path(out_dir)/'metrics.jsonl'
-    if not p.exists(): return []
-    recs = []
-    for i,l in enumerate(p.read_text().splitlines()):
-        if not l.strip(): continue
-        try: recs.append(json.loads(l))
-        except json.JSONDecodeError as e: raise ValueError(f"{p} line {i+1}: not JSON ({e})") from None
-    return recs
-
-def _append(out_dir, rec:dict):
-    if not is_writer(): return  # one writer under accelerate launch (runs.is_writer)
-    with open(Path(out_dir)/'metrics.jsonl', 'a') as f:
-        f.write(json.dumps(rec) + '\n'); f.flush(); os.fsync(f.fileno())
-
-def _rewrite(out_dir, recs:list[dict]):
-    if not is_writer(): return
-    p = Path(out_dir)/'metrics.jsonl'
-    tmp = p.with_name('.metrics.jsonl.part')
-    tmp.write_text(''.join(json.dumps(r) + '\n' for r in recs)); os.replace(tmp, p)
+    "The evaluation records of the SFT run in `out_dir`, by step (empty when there is none)"
+    return eval_rows(Run(out_dir)) if Path(out_dir).is_dir() else []
 
 # %% ../nbs/10_sft.ipynb #e8b8f598
 def loss_curve(recs:list[dict])->list[tuple]:
@@ -75,17 +56,12 @@ def checkpoints(out_dir)->dict[int, Path]:
     if not d.is_dir(): return {}
     return {int(m.group(1)): p for p in d.iterdir() if (m := re.fullmatch(r'checkpoint-(\d+)', p.name)) and p.is_dir()}
 
-def _resumable(p:Path)->bool:
-    return (p/'trainer_state.json').exists() and (p/'optimizer.pt').exists() and (p/'config.json').exists()
-
-def resume_point(out_dir)->tuple[Path|None, list[dict]]:
-    "The newest checkpoint with full training state and its record, and the records up to it"
-    recs = read_metrics(out_dir)
-    have = {r['step'] for r in recs}
-    ok = {s:p for s,p in checkpoints(out_dir).items() if s in have and _resumable(p)}
-    if not ok: return None, [r for r in recs if r['step'] == 0]
-    s = max(ok)
-    return ok[s], [r for r in recs if r['step'] <= s]
+def resumable(run:Run):
+    "The checkpoints an SFT run can resume from: those with their optimizer state and their evaluation record"
+    def ok(ckpt:Path)->bool:
+        have = {r['step'] for r in eval_rows(run)}
+        return (ckpt/'optimizer.pt').exists() and (ckpt/'config.json').exists() and checkpoint_step(ckpt) in have
+    return ok
 
 def _drop_optimizer_state(out_dir, keep_step:int):
     "Delete optimizer/scheduler states of checkpoints older than `keep_step` (the weights stay)"
@@ -95,37 +71,44 @@ def _drop_optimizer_state(out_dir, keep_step:int):
 
 # %% ../nbs/10_sft.ipynb #83054139
 class SFTRecorder(TrainerCallback):
-    "Record val loss, benchmark scores and compute at every checkpoint into metrics.jsonl"
-    def __init__(self, out_dir, step_flops:float, benchmarks=None, eval_kw=None, stop_after:int|None=None):
-        self.out_dir, self.step_flops, self.benchmarks = Path(out_dir), step_flops, benchmarks
+    "Record val loss, benchmark scores and compute at every checkpoint into the run's metrics.jsonl"
+    def __init__(self, run:Run, step_flops:float, benchmarks=None, eval_kw=None, stop_after:int|None=None):
+        self.run, self.step_flops, self.benchmarks = run, step_flops, benchmarks
         self.eval_kw, self.stop_after, self.val, self.train_loss = eval_kw or {}, stop_after, {}, None
-        self.t0 = self.step0 = None
+        self.t0 = self.step0 = self.trainer = None
 
     def record(self, step, val_loss, model, tokenizer, checkpoint, epoch=0.0):
         "Score the model and append one record"
         scores = evaluate_with_se(model, tokenizer, self.benchmarks, **self.eval_kw) if self.benchmarks else {}
         secs = time.time() - self.t0 if self.t0 else 0.0
-        rec = dict(stage='sft', step=step, exaflops=step * self.step_flops / EXA, val_loss=val_loss, scores=scores,
+        rec = dict(event='eval', stage='sft', step=step, exaflops=step * self.step_flops / EXA, val_loss=val_loss, scores=scores,
                    train_loss=self.train_loss, epoch=epoch, seconds=round(secs, 2),
                    sec_per_step=round(secs / (step - self.step0), 4) if self.t0 and step > self.step0 else None,
                    checkpoint=str(checkpoint) if checkpoint else None)
-        _append(self.out_dir, rec)
+        self.run.append_metrics(rec)
         return rec
+
+    def _stop_if_unstable(self, control):
+        if getattr(self.trainer, 'unstable_reason', None): control.should_training_stop, control.should_save = True, False
 
     def on_train_begin(self, args, state, control, **kw): self.t0, self.step0 = time.time(), state.global_step
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and 'loss' in logs: self.train_loss = float(logs['loss'])
-    def on_evaluate(self, args, state, control, metrics=None, **kw): self.val[state.global_step] = float(metrics['eval_loss'])
+    def on_evaluate(self, args, state, control, metrics=None, **kw):
+        v = self.val[state.global_step] = float(metrics['eval_loss'])
+        if not math.isfinite(v) and self.trainer is not None: flag_unstable(self.trainer, f"non-finite validation loss {v}", state.global_step)
+        self._stop_if_unstable(control)
     def on_step_end(self, args, state, control, **kw):
         if self.stop_after is not None and state.global_step >= self.stop_after: control.should_training_stop = True
+        self._stop_if_unstable(control)
 
     def on_save(self, args, state, control, model=None, processing_class=None, **kw):
         step = state.global_step
         ck = Path(args.output_dir)/f'checkpoint-{step}'
         eng = self.eval_kw.get('engine', 'auto')
         target = ck.resolve() if isinstance(eng, str) and self.benchmarks and pick_engine(eng) == 'vllm' else model  # vLLM reads the folder
-        self.record(step, self.val.get(step), target, processing_class, ck.relative_to(self.out_dir), epoch=state.epoch)
-        _drop_optimizer_state(self.out_dir, step)
+        self.record(step, self.val.get(step), target, processing_class, ck.relative_to(self.run.path), epoch=state.epoch)
+        _drop_optimizer_state(self.run.path, step)
 
 # %% ../nbs/10_sft.ipynb #e9f9716a
 def _load(model_or_path, tokenizer):
@@ -169,43 +152,39 @@ def mean_seq_len(trainer)->float:
 def run_sft(model_path_or_model,  # a saved model folder (the base / an earlier checkpoint) or an nn.Module (trained in place)
             tokenizer,  # None: the folder's tokenizer
             train_rows:list, val_rows:list,  # prompt-completion rows
-            out_dir,  # the run folder: checkpoints/ and metrics.jsonl go here
+            out_dir,  # the run folder: checkpoints/, metrics.jsonl and DONE go here
             *, lr:float=1e-3, batch:int=64,  # sequences per optimizer step
             epochs:float=6.0, ckpt_every:int=50,  # steps between checkpoints (each one evaluated)
             warmup:float=0.05,  # warm-up: fraction of the steps (< 1) or a step count
             max_len:int=256, seed:int=0,
             benchmarks:dict|None=None,  # name: rows, scored with `evaluate` at step 0 and every checkpoint
             eval_kw:dict|None=None,  # keyword arguments of `evaluate` (samples, temperature, max_new_tokens, engine, ...)
-            bf16:bool=False, resume:bool=True,
+            bf16:bool=False, resume:bool=True,  # resume=False starts over
             micro_batch:int|None=None,  # sequences per forward pass (gradient accumulation makes up `batch`)
             stop_after:int|None=None,  # stop after this many steps (as if interrupted); the schedule is unchanged
             weight_decay:float=0.0,
             grad_ckpt:bool=False,  # activation (gradient) checkpointing: saves memory on large models
             eval_start:bool=True,  # record step 0 (the starting model)
-           )->list[dict]:
-    "Completion-only SFT with TRL; returns the records (also in `out_dir/metrics.jsonl`)"
+            callbacks:list|None=None,  # extra TrainerCallbacks
+           )->dict:
+    "Completion-only SFT with TRL in the run folder `out_dir` (`runs.train_run`); returns the summary (also in DONE when finished)"
     train_ds, val_ds = to_sft_dataset(train_rows, 'train'), to_sft_dataset(val_rows, 'validation')
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    if not resume and (read_metrics(out_dir) or checkpoints(out_dir)):
-        raise ValueError(f"run_sft: {out_dir} already holds a run; pass resume=True or an empty folder")
-    ckpt, recs = resume_point(out_dir)
-    if ckpt is not None:
-        st = json.loads((ckpt/'trainer_state.json').read_text())
-        if st['global_step'] >= st['max_steps']: return recs
-    _rewrite(out_dir, recs)
-    model, tok = _load(model_path_or_model, tokenizer)
-    trainer = sft_trainer(model, tok, train_ds, val_ds, out_dir, lr=lr, batch=batch, epochs=epochs, ckpt_every=ckpt_every,
-                          warmup=warmup, max_len=max_len, seed=seed, bf16=bf16, micro_batch=micro_batch,
-                          weight_decay=weight_decay, grad_ckpt=grad_ckpt)
-    world = trainer.accelerator.num_processes
-    step_flops = sft_step_flops(ModelDims.from_config(model.config), batch * world, mean_seq_len(trainer))
-    rec = SFTRecorder(out_dir, step_flops, benchmarks, eval_kw, stop_after)
-    trainer.add_callback(rec)
-    if eval_start and ckpt is None and not recs:
-        rec.record(0, trainer.evaluate()['eval_loss'], model, tok,
-                   str(model_path_or_model) if isinstance(model_path_or_model, (str, Path)) else None)
-    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    return read_metrics(out_dir)
+    _batching(batch, micro_batch)
+    run = Run(out_dir)
+    def build(ckpt):
+        model, tok = _load(model_path_or_model, tokenizer)
+        trainer = sft_trainer(model, tok, train_ds, val_ds, run.path, lr=lr, batch=batch, epochs=epochs, ckpt_every=ckpt_every,
+                              warmup=warmup, max_len=max_len, seed=seed, bf16=bf16, micro_batch=micro_batch,
+                              weight_decay=weight_decay, grad_ckpt=grad_ckpt)
+        step_flops = sft_step_flops(ModelDims.from_config(model.config), batch * trainer.accelerator.num_processes, mean_seq_len(trainer))
+        rec = SFTRecorder(run, step_flops, benchmarks, eval_kw, stop_after)
+        rec.trainer = trainer
+        for cb in [rec, *(callbacks or [])]: trainer.add_callback(cb)
+        if eval_start and ckpt is None:
+            rec.record(0, trainer.evaluate()['eval_loss'], model, tok,
+                       str(model_path_or_model) if isinstance(model_path_or_model, (str, Path)) else None)
+        return trainer
+    return train_run(run, build, resume, resumable(run))
 
 # %% ../nbs/10_sft.ipynb #9da032fe
 register_keys(sft_s1k_batch=('int', 8, 'SFT batch on the S1K analogue (the paper trains S1K with its own settings)'),

@@ -54,9 +54,8 @@ def train_from_config(kind:str, cfg:dict)->dict:
         run = E.paradigm_run(prof, cfg['method'], init, dict(init=str(init)), seed, cfg['data']); return dict(run=str(run.path), **(run.summary() or {}))
     out = Path(cfg['out'])
     if kind == 'sft':
-        recs = sft.run_sft(str(init), None, w[cfg['data']], w['val'], out, benchmarks=w['benchmarks'],
-                           eval_kw=sft.sft_eval_kw(prof, w['benchmarks']), **{**sft.sft_hparams(prof, cfg['data']), 'seed': seed})
-        return dict(run=str(out), records=len(recs))
+        return dict(run=str(out), **sft.run_sft(str(init), None, w[cfg['data']], w['val'], out, benchmarks=w['benchmarks'],
+                                                eval_kw=sft.sft_eval_kw(prof, w['benchmarks']), **{**sft.sft_hparams(prof, cfg['data']), 'seed': seed}))
     if kind == 'rl': return rl.run_rl(str(init), w[cfg['data']], out, algo=cfg['method'], **rl.rl_settings(prof, w['benchmarks'], seed=seed))
     return syn.run_syn(cfg['method'], str(init), w[cfg['data']], out, **syn.syn_settings(prof, cfg['method'], w['benchmarks'], seed=seed))
 

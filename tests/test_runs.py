@@ -186,3 +186,108 @@ def test_ensure_waits_for_a_concurrent_holder_then_reuses(tmp_path):
     for t in ts: t.start()
     for t in ts: t.join()
     assert len(calls) == 1  # the second caller waited for the first and found the run DONE
+
+
+# --- the run loop --------------------------------------------------------------------------------------------
+
+from types import SimpleNamespace
+from plasticity_nb.runs import train_run, diverged, flag_unstable
+
+
+class Killed(Exception): "stands in for kill -9"
+
+
+class FakeTrainer:
+    "What train_run needs of a Trainer: logs {step, exaflops, scores} per step, checkpoints every 2 steps"
+    def __init__(self, run, steps=4, fail_at=None, error=Killed, stop_at=None, flag_at=None):
+        self.run, self.fail_at, self.error, self.stop_at, self.flag_at = run, fail_at, error, stop_at, flag_at
+        self.state = SimpleNamespace(global_step=0, max_steps=steps)
+
+    def train(self, resume_from_checkpoint=None):
+        self.resumed_from = resume_from_checkpoint
+        if resume_from_checkpoint: self.state.global_step = checkpoint_step(resume_from_checkpoint)
+        while self.state.global_step < self.state.max_steps:
+            s = self.state.global_step + 1
+            if s == self.fail_at: raise self.error(f'step {s} failed')
+            if s == self.flag_at: flag_unstable(self, 'NaN loss'); return
+            self.run.append_metrics(dict(step=s, event='eval', exaflops=0.5 * s, scores=dict(overall=10.0 * s)))
+            self.state.global_step = s
+            if s % 2 == 0:
+                d = self.run.ckpt_dir/f'checkpoint-{s}'; d.mkdir(parents=True)
+                (d/'trainer_state.json').write_text(json.dumps(dict(global_step=s, max_steps=self.state.max_steps)))
+            if s == self.stop_at: return
+
+
+def _builder(run, built, **kw):
+    def build(ckpt):
+        built.append(checkpoint_step(ckpt) if ckpt else None)
+        return FakeTrainer(run, **kw)
+    return build
+
+
+def test_train_run_resumes_after_a_kill_and_reuses_a_finished_run(tmp_path):
+    ref, run, built = Run(tmp_path/'ref'), Run(tmp_path/'run'), []
+    s_ref = train_run(ref, _builder(ref, []))
+    with pytest.raises(Killed): train_run(run, _builder(run, built, fail_at=3))
+    with open(run.metrics_path, 'a') as f: f.write('{"step": 3, "ev')      # the kill tore the last line
+    assert run.status() == 'partial'
+    s = train_run(run, _builder(run, built))
+    assert built == [None, 2] and run.read_metrics() == ref.read_metrics()
+    assert {**s, 'seconds_per_step': None} == {**s_ref, 'seconds_per_step': None}
+    assert s == run.summary() and (s['status'], s['steps'], s['exaflops'], s['best_overall']) == ('done', 4, 2.0, 40.0)
+    assert s['final_scores'] == dict(overall=40.0)
+    assert train_run(run, _builder(run, built)) == s and built == [None, 2]  # DONE: nothing built
+
+
+def test_train_run_after_the_last_checkpoint_only_writes_done(tmp_path):
+    run, built = Run(tmp_path/'run'), []
+    s = train_run(run, _builder(run, built))
+    (run.path/'DONE').unlink()                                 # killed between the last checkpoint and DONE
+    assert train_run(run, _builder(run, built)) == {**s, 'seconds_per_step': None} and built == [None]
+
+
+def test_train_run_resume_false_starts_over(tmp_path):
+    run, built = Run(tmp_path/'run'), []
+    train_run(run, _builder(run, built))
+    s = train_run(run, _builder(run, built), resume=False)
+    assert built == [None, None] and s['steps'] == 4 and [r['step'] for r in run.read_metrics()] == [1, 2, 3, 4]
+
+
+def test_train_run_resumes_from_the_newest_resumable_checkpoint(tmp_path):
+    "A predicate (e.g. SFT: optimizer state and record present) picks the checkpoint; newer ones and their rows go"
+    run, built = Run(tmp_path/'run'), []
+    with pytest.raises(Killed): train_run(run, _builder(run, built, steps=6, fail_at=5))
+    s = train_run(run, _builder(run, built, steps=6), resumable=lambda ck: checkpoint_step(ck) < 4)
+    assert built == [None, 2] and s['steps'] == 6 and [r['step'] for r in run.read_metrics()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_train_run_stopped_short_is_resumable_not_done(tmp_path):
+    run, built = Run(tmp_path/'run'), []
+    s = train_run(run, _builder(run, built, stop_at=2))
+    assert s['status'] == 'stopped' and s['steps'] == 2 and not run.is_done()
+    assert train_run(run, _builder(run, built))['status'] == 'done' and built == [None, 2]
+
+
+def test_train_run_marks_divergence_unstable(tmp_path):
+    run = Run(tmp_path/'flag')
+    s = train_run(run, _builder(run, [], flag_at=3))           # the trainer flagged a NaN loss
+    assert run.status() == 'unstable' and s == run.summary() and s['reason'] == 'NaN loss (step 3)' and s['steps'] == 2
+    assert run.read_metrics()[-1] == dict(step=3, event='unstable', reason='NaN loss (step 3)')
+    run = Run(tmp_path/'gen')
+    s = train_run(run, _builder(run, [], fail_at=3, error=lambda m: RuntimeError(f'{m}: probability tensor contains either `inf`, `nan`')))
+    assert s['status'] == 'unstable' and s['reason'].startswith('generation failed: step 3 failed') and s['reason'].endswith('(step 3)')
+    run = Run(tmp_path/'cuda')                                  # the process cannot go on: marked, then raised
+    with pytest.raises(RuntimeError, match='device-side assert'):
+        train_run(run, _builder(run, [], fail_at=2, error=lambda m: RuntimeError('CUDA error: device-side assert triggered')))
+    assert run.status() == 'unstable'
+    run = Run(tmp_path/'other')                                 # any other error is not the model's: raised, run left partial
+    with pytest.raises(RuntimeError, match='inference'):
+        train_run(run, _builder(run, [], fail_at=3, error=lambda m: RuntimeError('inference server unreachable')))
+    assert run.status() == 'partial'
+
+
+@pytest.mark.parametrize('msg,expected', [('probability tensor contains either `inf`, `nan` or element < 0', True),
+                                          ('loss is NaN', True), ('got -inf', True), ('CUDA error: device-side assert triggered', True),
+                                          ('inference failed', False), ('see the info log', False), ('infinite', False), ('nano', False)])
+def test_diverged_reads_whole_words(msg, expected):
+    assert diverged(RuntimeError(msg)) is expected

@@ -2,8 +2,8 @@
 import json, math
 from pathlib import Path
 import pytest, torch
-from plasticity_nb.sft import (run_sft, sft_trainer, mean_seq_len, read_metrics, checkpoints, resume_point, loss_curve,
-                               sft_curve_rows)
+from plasticity_nb.sft import run_sft, sft_trainer, mean_seq_len, read_metrics, checkpoints, loss_curve, sft_curve_rows
+from plasticity_nb.runs import Run
 from plasticity_nb.models import build_tokenizer, build_model, load_local
 from plasticity_nb.flops import ModelDims, sft_step_flops, EXA
 from plasticity_nb.curves import check_curves
@@ -41,10 +41,13 @@ def test_completion_only_labels(world, tok, tmp_path):
 
 def test_small_run(world, tok, base, tmp_path):
     bench = {'gsm8k': world['benchmarks']['gsm8k'][:3], 'aime': world['benchmarks']['aime'][:1]}
-    recs = run_sft(base, None, world['full'], world['val'], tmp_path/'run', benchmarks=bench,
-                   eval_kw=dict(samples={'gsm8k': 1, 'aime': 2}, max_new_tokens=16), **HP)
-    assert [r['step'] for r in recs] == [0, 3, 6, 9]
-    assert recs == read_metrics(tmp_path/'run')
+    s = run_sft(base, None, world['full'], world['val'], tmp_path/'run', benchmarks=bench,
+                eval_kw=dict(samples={'gsm8k': 1, 'aime': 2}, max_new_tokens=16), **HP)
+    recs = read_metrics(tmp_path/'run')
+    assert [r['step'] for r in recs] == [0, 3, 6, 9] and all(r['event'] == 'eval' and r['stage'] == 'sft' for r in recs)
+    # the run loop's summary, also in DONE
+    assert s == Run(tmp_path/'run').summary() and (s['status'], s['steps'], s['exaflops']) == ('done', 9, recs[-1]['exaflops'])
+    assert s['final_scores'] == recs[-1]['scores'] and s['best_overall'] == max(r['scores']['overall'] for r in recs)
     # val loss at every checkpoint, decreasing from the untrained start
     assert all(isinstance(r['val_loss'], float) and r['val_loss'] > 0 for r in recs)
     assert recs[-1]['val_loss'] < recs[0]['val_loss'] - 0.5
@@ -64,24 +67,40 @@ def test_small_run(world, tok, base, tmp_path):
     assert loss_curve(recs) == [(r['step'], r['exaflops'], r['val_loss']) for r in recs]
     df = check_curves(sft_curve_rows(recs, run='r', dataset='full', seed=0))
     assert len(df) == 4 * 5 and df['branch_step'].isna().all() and (df['sft_exaflops'] == df['exaflops']).all()  # gsm8k, aime, overall, 2 SEs
-    # a complete run is returned as is; resume=False refuses to overwrite it
-    assert run_sft(base, None, world['full'], world['val'], tmp_path/'run', **HP) == recs
-    with pytest.raises(ValueError, match='already holds a run'):
-        run_sft(base, None, world['full'], world['val'], tmp_path/'run', resume=False, **HP)
+    # a finished run is reused as it is
+    mtime = (tmp_path/'run'/'metrics.jsonl').stat().st_mtime_ns
+    assert run_sft(base, None, world['full'], world['val'], tmp_path/'run', **HP) == s
+    assert (tmp_path/'run'/'metrics.jsonl').stat().st_mtime_ns == mtime
 
 def test_resume_matches_uninterrupted(world, base, tmp_path):
-    full = run_sft(base, None, world['full'], world['val'], tmp_path/'a', **HP)
+    run_sft(base, None, world['full'], world['val'], tmp_path/'a', **HP)
     part = run_sft(base, None, world['full'], world['val'], tmp_path/'b', stop_after=3, **HP)
-    assert [r['step'] for r in part] == [0, 3] and sorted(checkpoints(tmp_path/'b')) == [3]
-    # a record written past the last checkpoint (a crash before the save finished) is dropped on resume
-    with open(tmp_path/'b'/'metrics.jsonl', 'a') as f: f.write(json.dumps(dict(step=6, exaflops=0, val_loss=9.9)) + '\n')
-    ck, kept = resume_point(tmp_path/'b')
-    assert ck.name == 'checkpoint-3' and [r['step'] for r in kept] == [0, 3]
-    res = run_sft(base, None, world['full'], world['val'], tmp_path/'b', **HP)
-    assert [r['step'] for r in res] == [0, 3, 6, 9]
+    assert part['status'] == 'stopped' and not Run(tmp_path/'b').is_done()
+    assert [r['step'] for r in read_metrics(tmp_path/'b')] == [0, 3] and sorted(checkpoints(tmp_path/'b')) == [3]
+    # a record written past the last checkpoint (a crash before the save finished), then a line torn by the kill
+    with open(tmp_path/'b'/'metrics.jsonl', 'a') as f:
+        f.write(json.dumps(dict(event='eval', step=6, exaflops=0, val_loss=9.9, scores={})) + '\n' + '{"event": "eval", "st')
+    assert [r['step'] for r in read_metrics(tmp_path/'b')] == [0, 3, 6]
+    s = run_sft(base, None, world['full'], world['val'], tmp_path/'b', **HP)
+    full, res = read_metrics(tmp_path/'a'), read_metrics(tmp_path/'b')
+    assert s['status'] == 'done' and [r['step'] for r in res] == [0, 3, 6, 9]
     for x, y in zip(full, res): assert abs(x['val_loss'] - y['val_loss']) < 1e-5 and x['exaflops'] == pytest.approx(y['exaflops'])
     ma, _ = load_local(tmp_path/'a'/'checkpoints'/'checkpoint-9'); mb, _ = load_local(tmp_path/'b'/'checkpoints'/'checkpoint-9')
     for (n, pa), pb in zip(ma.named_parameters(), mb.parameters()): assert torch.allclose(pa, pb, atol=1e-6), n
+
+def test_non_finite_validation_loss_marks_the_run_unstable(world, base, tmp_path):
+    "Weights turned NaN after step 1: the evaluation at the step-3 checkpoint flags the run, the checkpoint is not saved"
+    from transformers import TrainerCallback
+    class Poison(TrainerCallback):
+        def on_step_begin(self, args, state, control, model=None, **kw):
+            if state.global_step == 1:
+                with torch.no_grad():
+                    for p in model.parameters(): p.fill_(float('nan'))
+    s = run_sft(base, None, world['full'], world['val'], tmp_path/'run', callbacks=[Poison()], **HP)
+    run = Run(tmp_path/'run')
+    assert s['status'] == 'unstable' and run.status() == 'unstable' and 'non-finite validation loss nan (step 3)' in s['reason']
+    assert checkpoints(tmp_path/'run') == {} and [r['step'] for r in read_metrics(tmp_path/'run')] == [0]
+    assert run.read_metrics()[-1]['event'] == 'unstable'
 
 def test_bad_rows(tok, base, tmp_path):
     with pytest.raises(ValueError, match="train row 1: needs string 'prompt' and 'completion'"):
