@@ -83,6 +83,7 @@ FIGURES = {f.name: f for f in [
     Figure('fig7_table5', 'Fig 7 / Table 5: the data-scale series', 'train'),
     Figure('table4', 'Table 4: fitted ceiling of every branch (own runs)', 'train'),
     Figure('fig8', 'Fig 8: ceiling vs minimum validation loss; fitted branch curves (own runs)', 'train'),
+    Figure('fig4', 'Fig 4: out-of-domain scores (task families never trained on) along SFT and along RL (own runs)', 'train'),
     Figure('fig2', 'Fig 2: SFT, Pure-RL and synchronized SFT-RL on the MIX set, three starting points, seeds', 'train'),
     Figure('fig6', 'Fig 6: the paradigms trained directly on the full SFT set', 'train', 'fig2',
            dict(panels='base', train_set='full', name='fig6')),

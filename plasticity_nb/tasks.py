@@ -11,10 +11,11 @@ from .config import SCHEMA
 # %% auto #0
 __all__ = ['ALPHABET', 'LIMIT', 'BASE_OPERAND', 'MAX_MULT', 'PROMPT', 'PRETRAIN_LEVELS', 'PRETRAIN_MIX', 'FULL_LEVELS',
            'S1K_LEVELS', 'RL_LEVELS', 'PAPER_SIZES', 'BENCH_LEVELS', 'BENCH_FRACTION', 'MIN_BENCH', 'WORLD_VERSION',
-           'BENCH_SIZES', 'WORLD_KEYS', 'max_operand', 'make_problem', 'direct_answer_corpus', 'arithmetic_facts',
-           'expression_readings', 'pretrain_corpus', 'bench_sizes', 'rl_levels', 'build_world', 'check_disjoint',
-           'fresh_problems', 'world_summary', 'length_by_difficulty', 'to_dataset', 'write_jsonl', 'read_jsonl',
-           'save_world', 'load_world', 'world_key', 'cached_world']
+           'BENCH_SIZES', 'OOD_FAMILIES', 'OOD_LEVELS', 'OOD_SIZE', 'WORLD_KEYS', 'max_operand', 'make_problem',
+           'direct_answer_corpus', 'arithmetic_facts', 'expression_readings', 'pretrain_corpus', 'bench_sizes',
+           'rl_levels', 'build_world', 'check_disjoint', 'fresh_problems', 'ood_sets', 'world_summary',
+           'length_by_difficulty', 'to_dataset', 'write_jsonl', 'read_jsonl', 'save_world', 'load_world', 'world_key',
+           'cached_world']
 
 # %% ../nbs/01_tasks.ipynb #0aa48242
 ALPHABET = "\n ()*+-.0123456789=C\\bdemoptux{}"  # every character of every prompt and completion
@@ -235,6 +236,43 @@ def fresh_problems(world:dict,  # a built world: its prompts are excluded
     seen |= {r['prompt'] for v in world.get('benchmarks', {}).values() for r in v}
     ar = dict(limit=_size(cfg, 'world_limit'), base=_size(cfg, 'world_max_operand'))
     return [r for d in levels for r in _draw(_stream(seed, f'probe{d}'), per_level, (d,), seen, what=f'probe level {d}', **ar)]
+
+# %% ../nbs/01_tasks.ipynb #99f4883d
+OOD_FAMILIES = ('nested', 'spaced')  # out-of-domain task families (never in any set of the world)
+OOD_LEVELS = (2, 3, 4)  # their difficulties: those of the easiest benchmark (GSM8K's analogue)
+OOD_SIZE = 160  # problems per family at world_bench_scale = 1 (GPQA-Diamond has 198)
+_NESTED = re.compile(r'[-+*]\(')  # an operator right before a bracket: only right-side operations write it
+
+def _spaced(r:dict)->dict:
+    "The row with a space around every operator of its prompt's expression"
+    expr = r['prompt'][len('Compute '):-2]
+    return dict(r, prompt=PROMPT.format(expr=re.sub(r'([-+*])', r' \1 ', expr)))
+
+def _draw_nested(rng, n, seen, limit, base):
+    "n distinct problems with at least one right-side operation after the first step"
+    rows = []
+    while len(rows) < n:
+        for _ in range(1000):
+            d = rng.choice(OOD_LEVELS)
+            r = make_problem(rng, d, max_operand(d, base), limit, right_ops=True)
+            if _NESTED.search(r['prompt']) and r['prompt'] not in seen: break
+        else: raise ValueError(f"ood family 'nested': could not draw {n} distinct problems (stuck at {len(rows)}, world_limit={limit}); ask for fewer")
+        seen.add(r['prompt']); rows.append(r)
+    return rows
+
+def ood_sets(world:dict,  # a built world: its prompts are excluded
+             cfg:dict,  # the profile (world_limit, world_max_operand, world_bench_scale)
+             seed:int=0,  # the world seed (each family has its own stream derived from it)
+             n:int|None=None  # problems per family (None: OOD_SIZE * world_bench_scale, at least MIN_BENCH)
+            )->dict[str, list[dict]]:
+    "The out-of-domain benchmarks `{family: rows}` of the tiny world (`OOD_FAMILIES`), each row tagged with its `family`"
+    seen = {r['prompt'] for k, v in world.items() if k != 'benchmarks' for r in v if 'prompt' in r}
+    seen |= {r['prompt'] for v in world.get('benchmarks', {}).values() for r in v}
+    ar = dict(limit=_size(cfg, 'world_limit'), base=_size(cfg, 'world_max_operand'))
+    n = n or max(MIN_BENCH, round(OOD_SIZE * float(cfg.get('world_bench_scale', SCHEMA['world_bench_scale'][1]))))
+    nested = _draw_nested(_stream(seed, 'ood/nested'), n, set(seen), **ar)
+    spaced = [_spaced(r) for r in _draw(_stream(seed, 'ood/spaced'), n, OOD_LEVELS, seen, what='ood family spaced', **ar)]
+    return {f: [dict(r, family=f) for r in rows] for f, rows in zip(OOD_FAMILIES, (nested, spaced))}
 
 # %% ../nbs/01_tasks.ipynb #c1f69eda
 def world_summary(world:dict)->list[dict]:
