@@ -4,21 +4,21 @@
 
 # %% ../nbs/12_syn.ipynb #031cf63e
 from __future__ import annotations
-import json, math, random, shutil, time
+import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 import torch
 from fastcore.basics import patch
-from .flops import EXA, luffy_step_flops, upt_step_flops, grpo_step_flops
-from .losses import luffy_loss, srft_loss, upt_loss, upt_gate, group_advantages, prefix_rft_loss
+from .flops import luffy_step_flops, upt_step_flops, grpo_step_flops
+from .losses import (luffy_loss, srft_loss, upt_loss, upt_gate, group_advantages, prefix_rft_loss,
+                                  prefix_bounds, sample_prefix_len)
 from .rl import DAPOConfig, DAPOTrainer, RunLogger, _default_evaluate
-from .runs import Run
+from .runs import Run, train_run
 
 # %% auto #0
-__all__ = ['UPT_GAMMA', 'METHODS', 'upt_gamma', 'prefix_bounds', 'sample_prefix_len', 'LUFFYConfig', 'SRFTConfig', 'UPTConfig',
-           'PrefixRFTConfig', 'MixedGroupTrainer', 'LUFFYTrainer', 'SRFTTrainer', 'UPTTrainer', 'PrefixRFTTrainer',
-           'Method', 'get_method', 'check_mix_rows', 'syn_config', 'run_syn', 'syn_settings']
+__all__ = ['UPT_GAMMA', 'METHODS', 'upt_gamma', 'LUFFYConfig', 'SRFTConfig', 'UPTConfig', 'PrefixRFTConfig', 'MixedGroupTrainer',
+           'LUFFYTrainer', 'SRFTTrainer', 'UPTTrainer', 'PrefixRFTTrainer', 'Method', 'get_method', 'check_mix_rows',
+           'syn_config', 'run_syn', 'syn_settings']
 
 # %% ../nbs/12_syn.ipynb #b83de651
 UPT_GAMMA = {'qwen2': 0.0, 'llama': 2/8}  # the gate per model family (UPT paper, PAPER.md section 6)
@@ -28,25 +28,6 @@ def upt_gamma(model_type:str)->float:
     for prefix, fam in (('qwen', 'qwen2'), ('llama', 'llama')):
         if model_type.startswith(prefix): return UPT_GAMMA[fam]
     raise ValueError(f"UPT gate: no default gamma for model_type={model_type!r} (known: {sorted(UPT_GAMMA)}); pass gamma=...")
-
-# %% ../nbs/12_syn.ipynb #951af965
-def prefix_bounds(progress:float,  # fraction of training done, in [0, 1]
-                  lo_start:float=0.95, lo_end:float=0.05,  # the lower bound decays on a cosine between these
-                  hi:float=0.95  # the upper bound
-                 )->tuple[float, float]:
-    "Prefix-fraction bounds: lower = lo_end + (lo_start - lo_end)(1 + cos(pi progress))/2, upper = hi"
-    progress = min(max(progress, 0.0), 1.0)
-    lo = lo_end + 0.5 * (lo_start - lo_end) * (1 + math.cos(math.pi * progress))
-    return min(lo, hi), hi
-
-def sample_prefix_len(n_tokens:int,  # tokens in the expert trajectory
-                      lo:float, hi:float,  # bounds of the prefix fraction
-                      rng:random.Random,
-                      alpha:float=1.0, beta:float=1.0  # Beta(alpha, beta) shape of the fraction within [lo, hi]
-                     )->int:
-    "Prefix length floor(n (lo + (hi - lo) Beta(alpha, beta))), at most n - 1 (the policy writes at least one token)"
-    frac = lo + (hi - lo) * rng.betavariate(alpha, beta)
-    return max(0, min(n_tokens - 1, int(n_tokens * frac)))
 
 # %% ../nbs/12_syn.ipynb #6fb46c68
 @dataclass
@@ -265,16 +246,11 @@ def _accumulation(self:MixedGroupTrainer)->int:
     return getattr(self, 'current_gradient_accumulation_steps', self.args.gradient_accumulation_steps)
 
 @patch
-def _token_normalizer(self:MixedGroupTrainer, n)->torch.Tensor:
-    "A count over the whole generation batch, rescaled like TRL's loss_type='dapo' to one micro-batch"
-    n = torch.as_tensor(n, dtype=torch.float32).clamp(min=1.0) / self.accelerator.num_processes
-    return n * self._accumulation() / self.args.steps_per_generation if self.model.training else n
-
-@patch
 def _norm(self:MixedGroupTrainer)->dict:
-    "The losses' normaliser: L_max, the response limit, and B, the generation batch's rows (prompts x 8) rescaled to one micro-batch"
-    return dict(L_max=self.max_completion_length,
-                rows=self._token_normalizer(self.args.train_prompts * (self.num_generations - self.extra_slots)))
+    "The losses' normaliser: L_max, the response limit, and B, the generation batch's rows (prompts x 8) rescaled like TRL's token counts"
+    B = self.args.train_prompts * (self.num_generations - self.extra_slots) / self.accelerator.num_processes
+    if self.model.training: B = B * self._accumulation() / self.args.steps_per_generation  # one micro-batch of the window
+    return dict(L_max=self.max_completion_length, rows=B)
 
 @patch
 def _compute_loss(self:MixedGroupTrainer, model, inputs):
@@ -403,16 +379,6 @@ def syn_config(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
     for k in ('scale_rewards',) + (('learning_rate',) if lr is None else ()): d.pop(k)  # the method's own defaults
     return m.config(**{**d, **kw})
 
-# %% ../nbs/12_syn.ipynb #056d3ae4
-def _summary(run:Run, status:str, steps:int, rl_flops:float, seconds_per_step:float|None)->dict:
-    "The DONE summary (the same fields as rl.run_rl's)"
-    evals = [r for r in run.read_metrics() if r.get('event') == 'eval']
-    best = max((r['scores'].get('overall') for r in evals if r['scores'].get('overall') is not None), default=None)
-    return dict(status=status, steps=steps, exaflops=rl_flops / EXA, final_scores=evals[-1]['scores'] if evals else None,
-                best_overall=best, seconds_per_step=seconds_per_step)
-
-def _diverged(e:Exception)->bool: return any(w in str(e).lower() for w in ('nan', 'inf', 'probability tensor contains'))
-
 # %% ../nbs/12_syn.ipynb #04b71be6
 def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
             model_path,  # local model folder (the base model, or an SFT checkpoint)
@@ -435,52 +401,28 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
             callbacks:list|None=None, eval_batch_size:int=256,
             **config_kw  # other fields of the method's config (gamma, c_sft, entropy_mask_ratio, ...)
            )->dict:
-    "Train one synchronized SFT-RL run into `out_dir` like rl.run_rl; returns the summary also stored in DONE"
+    "Train one synchronized SFT-RL run into `out_dir` through `runs.train_run`, like rl.run_rl; returns the summary also stored in DONE"
     from datasets import Dataset
     from transformers import PrinterCallback
     from plasticity_nb.models import load_local
     from plasticity_nb.evaluate import pick_engine
     from plasticity_nb.rewards import math_reward, overlong_reward_func
-    from plasticity_nb.runs import checkpoint_step
-    m = get_method(method, 'run_syn')
-    data = Dataset.from_list(check_mix_rows(mix_rows))
-    run = Run(out_dir)
-    if resume and run.is_done(): return run.summary()
-    if not resume: shutil.rmtree(run.ckpt_dir, ignore_errors=True); (run.path/'DONE').unlink(missing_ok=True)
-    ckpt = run.prepare_resume()
-    done = checkpoint_step(ckpt) if ckpt else 0
-    if done >= steps:  # killed after the last checkpoint, before DONE: nothing left to train
-        s = _summary(run, 'done', done, json.loads((ckpt/'rl_state.json').read_text())['rl_flops'], None)
-        run.mark_done(s)
-        return s
-    model, tok = load_local(model_path)
-    config_kw = {**(m.from_model(model.config.model_type) if m.from_model else {}), **config_kw}
-    use_vllm = pick_engine(rollout_engine) == 'vllm'
-    args = syn_config(method, run.ckpt_dir, lr, batch, group_size, steps, max_new_tokens, temperature, eps_low, eps_high,
-                      micro_batch, seed, save_every or eval_every, bf16=bf16, use_vllm=use_vllm,
-                      mask_truncated_completions=mask_truncated, warmup_steps=warmup_steps, **({'vllm_mode': 'colocate'} if use_vllm else {}), **config_kw)
-    funcs = list(reward_funcs or [math_reward])
-    if overlong_cache > 0: funcs.append(overlong_reward_func(max_new_tokens, overlong_cache))
-    if evaluate_fn is None and benchmarks:
-        evaluate_fn = _default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size, eval_greedy)
-    logger = RunLogger(run, evaluate_fn, eval_every)
-    trainer = m.trainer(model=model, reward_funcs=funcs, args=args, train_dataset=data, processing_class=tok,
-                                 callbacks=[logger, *(callbacks or [])])
-    logger.trainer = trainer
-    trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
-    t0 = time.time()
-    try: trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    except RuntimeError as e:
-        if not _diverged(e): raise
-        trainer.flag_unstable(f"generation failed: {str(e)[:200]}")
-    n = trainer.state.global_step - done
-    s = _summary(run, 'unstable' if trainer.unstable_reason else 'done', trainer.state.global_step, trainer.rl_flops,
-                 (time.time() - t0) / n if n else None)
-    if trainer.unstable_reason:
-        run.mark_unstable(trainer.unstable_reason, trainer.unstable_step, s)
-        return run.summary()
-    run.mark_done(s)
-    return s
+    m, run, data = get_method(method, 'run_syn'), Run(out_dir), Dataset.from_list(check_mix_rows(mix_rows))
+    def build(ckpt):
+        model, tok = load_local(model_path)
+        use_vllm = pick_engine(rollout_engine) == 'vllm'
+        args = syn_config(method, run.ckpt_dir, lr, batch, group_size, steps, max_new_tokens, temperature, eps_low, eps_high,
+                          micro_batch, seed, save_every or eval_every, bf16=bf16, use_vllm=use_vllm, warmup_steps=warmup_steps,
+                          mask_truncated_completions=mask_truncated, **({'vllm_mode': 'colocate'} if use_vllm else {}),
+                          **{**(m.from_model(model.config.model_type) if m.from_model else {}), **config_kw})
+        logger = RunLogger(run, evaluate_fn or (_default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed,
+                                                                  eval_batch_size, eval_greedy) if benchmarks else None), eval_every)
+        funcs = list(reward_funcs or [math_reward]) + ([overlong_reward_func(max_new_tokens, overlong_cache)] if overlong_cache > 0 else [])
+        logger.trainer = m.trainer(model=model, reward_funcs=funcs, args=args, train_dataset=data, processing_class=tok,
+                                   callbacks=[logger, *(callbacks or [])])
+        logger.trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
+        return logger.trainer
+    return train_run(run, build, resume)
 
 # %% ../nbs/12_syn.ipynb #b3332a6b
 def syn_settings(profile,  # a config.Profile (or dict with its keys)

@@ -13,8 +13,8 @@ from plasticity_nb.rewards import math_reward
 from plasticity_nb.flops import ModelDims, luffy_step_flops, upt_step_flops, grpo_step_flops, EXA
 from plasticity_nb.tasks import make_problem
 from plasticity_nb import syn
-from plasticity_nb.losses import upt_gate
-from plasticity_nb.syn import (prefix_bounds, sample_prefix_len, METHODS, run_syn, syn_config, syn_settings, upt_gamma,
+from plasticity_nb.losses import upt_gate, prefix_bounds, sample_prefix_len
+from plasticity_nb.syn import (METHODS, run_syn, syn_config, syn_settings, upt_gamma,
                                check_mix_rows)
 
 torch.set_num_threads(1)
