@@ -175,7 +175,7 @@ def build_parser()->Parser:
     "The top-level parser: `plasticity --help` lists `COMMANDS`; no or an unknown subcommand is a usage error"
     ap = Parser(prog='plasticity', description='Plasticity-Ceiling reproduction (arXiv 2512.11470)')
     sub = ap.add_subparsers(dest='cmd', required=True, metavar='{' + ','.join(COMMANDS) + '}')
-    for c in COMMANDS.values(): sub.add_parser(c.name, help=c.help, add_help=False)
+    for c in COMMANDS.values(): sub.add_parser(c.name, help=c.help.replace('%', '%%'), add_help=False)  # argparse formats help with %
     return ap
 
 def main(argv=None)->int:

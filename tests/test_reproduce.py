@@ -2,7 +2,7 @@
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import nbformat, pytest
-from plasticity_nb import reproduce as R
+from plasticity_nb import reproduce as R, cli
 from plasticity_nb.config import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +45,11 @@ def test_every_subcommand_has_help_under_its_own_name(sub):
     r = _cli(sub, '--help')
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f'usage: plasticity {sub}'), r.stdout[:200]
+
+def test_top_level_help_lists_every_subcommand():
+    r = _cli('--help')
+    assert r.returncode == 0, r.stderr  # a '%' in a subcommand's help must not break argparse's formatting
+    assert all(name in r.stdout for name in cli.COMMANDS), r.stdout
 
 def test_unknown_profile_is_one_line_error():
     r = _cli('reproduce', '--profile', 'nope')
