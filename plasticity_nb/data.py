@@ -8,11 +8,11 @@ import json, re
 from pathlib import Path
 from .rewards import extract_boxed, unparsable_reason
 from .tasks import PAPER_SIZES, cached_world
-from .config import register_keys
+from .config import spec
 
 # %% auto #0
-__all__ = ['ACCEPTED', 'REASONS', 'N_EXAMPLES', 'DATA_KEYS', 'DataError', 'read_records', 'get_field', 'as_text', 'check_row',
-           'load_rows', 'chat_prompt', 'load_profile_data', 'check_tokenizer_fits']
+__all__ = ['ACCEPTED', 'REASONS', 'N_EXAMPLES', 'DataError', 'read_records', 'get_field', 'as_text', 'check_row', 'load_rows',
+           'chat_prompt', 'load_profile_data', 'check_tokenizer_fits']
 
 # %% ../nbs/02_data.ipynb #66590e30
 class DataError(ValueError):
@@ -204,8 +204,6 @@ def load_rows(path,                      # .jsonl / .parquet file or saved HF da
     return rows, summary
 
 # %% ../nbs/02_data.ipynb #2510e6c9
-register_keys(chat_template=('bool', False, 'render every prompt as a user message of the model tokenizer\'s chat template (real models)'))
-
 def chat_prompt(tokenizer,  # a tokenizer with a `chat_template`
                 where:str='the tokenizer'  # named in errors (e.g. the model path)
                ):
@@ -218,8 +216,6 @@ def chat_prompt(tokenizer,  # a tokenizer with a `chat_template`
     return render
 
 # %% ../nbs/02_data.ipynb #19321b8a
-DATA_KEYS = dict(full='data_train', val='data_val', rl='data_rl')
-
 def _bench_files(folder):
     folder = Path(folder)
     if not folder.is_dir(): raise DataError(f"{folder}: data_bench must be a folder of <benchmark>.jsonl/.parquet files or saved datasets")
@@ -234,7 +230,8 @@ def load_profile_data(profile,             # a config.Profile (or dict with its 
                      ):
     "The profile's data sets, shaped like `tasks.build_world`: real files when data paths are set, else the cached tiny world"
     g = lambda k, d=None: profile.get(k, d)
-    if not any(g(k) for k in (*DATA_KEYS.values(), 'data_bench')):
+    files = vars(spec(profile, 'data'))  # {set: file}: full = data_train, val = data_val, rl = data_rl (config.SCHEMA)
+    if not any(files.values()) and not g('data_bench'):
         world = cached_world(profile, g('seed', 0), root=g('runs') or 'runs')
         return (world, {}) if return_summary else world
     fmt = None
@@ -248,8 +245,8 @@ def load_profile_data(profile,             # a config.Profile (or dict with its 
               answer_col=g('answer_col', 'answer'), on_bad=g('on_bad_row', 'drop'), tokenizer=tokenizer,
               max_len=g('max_len') if tokenizer is not None else None, prompt_format=fmt)
     world, summaries = {}, {}
-    for name, key in DATA_KEYS.items():
-        if g(key): world[name], summaries[name] = load_rows(g(key), require_completion=name != 'rl', **kw)
+    for name, f in files.items():
+        if f: world[name], summaries[name] = load_rows(f, require_completion=name != 'rl', **kw)
     if 'rl' in world: world['mix'] = [r for r in world['rl'] if r.get('completion')]
     if g('data_bench'):
         world['benchmarks'] = {}

@@ -7,24 +7,23 @@ from __future__ import annotations
 import json, math
 from pathlib import Path
 import numpy as np, pandas as pd
-from .config import Profile
+from .config import Profile, SCHEMA, spec, spec_fields, sft_spec, identity
 from . import runs as R, data, models, sft, rl, ceiling, paper
 from .stats import STAT_KEYS, claim_row, combined_se
 from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
-__all__ = ['PATH_KEYS', 'MODEL_KEYS', 'WORLD_KEYS', 'MIN_FIT_POINTS', 'PARADIGMS', 'preflight', 'world', 'with_family',
-           'base_model', 'sft_run', 'sft_records', 'sft_regimes', 'pick_branches', 'rl_run', 'branch_points',
-           'branch_run', 'sequential', 'own_datasets', 'sequential_runs', 'branches_from_curves', 'fit_curves',
-           'val_curves', 'correlation', 'ceiling_vs_loss', 'fitted_points', 'sequential_claims', 'correlation_claim',
-           'stronger', 'paradigm_run', 'paradigm_curves', 'paradigm_ceilings']
+__all__ = ['MIN_FIT_POINTS', 'PARADIGMS', 'preflight', 'world', 'with_family', 'base_model', 'sft_run', 'sft_records',
+           'sft_regimes', 'pick_branches', 'rl_run', 'branch_points', 'branch_run', 'sequential', 'own_datasets',
+           'sequential_runs', 'branches_from_curves', 'fit_curves', 'val_curves', 'correlation', 'ceiling_vs_loss',
+           'fitted_points', 'sequential_claims', 'correlation_claim', 'stronger', 'paradigm_run', 'paradigm_curves',
+           'paradigm_ceilings']
 
 # %% ../nbs/15_experiments.ipynb #f84cbf94
-PATH_KEYS = ('model_path', 'data_train', 'data_val', 'data_rl', 'data_bench')
-
 def preflight(prof:Profile):
     "Fail before any work when a path the profile names is missing (`world` then checks the model's tokenizer against the data)"
-    missing = [f'{k} = {prof[k]}' for k in PATH_KEYS if prof.get(k) and not Path(prof[k]).exists()]
+    local = [k for name in ('model', 'world') for k in spec_fields(name).values() if SCHEMA[k].type == 'path']  # model_path, data_*
+    missing = [f'{k} = {prof[k]}' for k in dict.fromkeys(local) if prof.get(k) and not Path(prof[k]).exists()]
     if missing: raise FileNotFoundError(f"profile {prof['name']!r} in {prof['path']}: missing " + '; '.join(missing))
 
 # %% ../nbs/15_experiments.ipynb #f71f4f2c
@@ -45,16 +44,14 @@ def with_family(prof:Profile, family:str|None)->Profile:
     return prof if not family or family == prof['model_family'] else Profile({**prof, 'model_family': family})
 
 # %% ../nbs/15_experiments.ipynb #2666cea4
-MODEL_KEYS = ('model_family', 'model_path', 'n_layers', 'hidden', 'n_heads', 'n_kv_heads', 'ffn', 'max_len', 'bf16')
-WORLD_KEYS = ('world_full', 'world_subset', 'world_s1k', 'world_val', 'world_rl', 'world_pretrain', 'world_bench_scale',
-              'world_limit', 'world_max_operand', 'data_train', 'data_val', 'data_rl', 'data_bench')
-
-def _pick(prof, keys): return {k: prof[k] for k in keys if k in prof}
+def _ids(prof, *specs)->dict:
+    "The identity (`config.identity`) of the profile's specs: what of the model and the data a run's id holds"
+    return {k: v for name in specs for k, v in identity(spec(prof, name)).items()}
 
 def base_model(prof:Profile)->Path:
     "The base model's folder: the profile's `model_path`, else the tiny model pre-trained once and cached in the registry"
     if prof['model_path']: return models.base_model_path(prof, [], None)
-    cfg = {'kind': 'base', **_pick(prof, MODEL_KEYS), **_pick(prof, WORLD_KEYS), 'pretrain_steps': prof['pretrain_steps'], 'seed': prof['seed']}
+    cfg = {'kind': 'base', **_ids(prof, 'model', 'world'), 'pretrain_steps': prof['pretrain_steps'], 'seed': prof['seed']}
     run = R.open_run(prof['runs'], 'base', cfg)
     with run.lock(wait=True):  # notebooks side by side may ask for it at once: one pre-trains, the other waits and reuses it
         return models.base_model_path(prof, world(prof)['pretrain'], run.path/'model')
@@ -66,11 +63,11 @@ def sft_run(prof:Profile, dataset:str,
     "Run (or reuse) SFT on `dataset` ('full', 'uniform', 'easy', 'hard', 's1k', 'mix', ...)"
     w = world(prof)
     if dataset not in w: raise KeyError(f"data set {dataset!r} is not in the profile's world; known: {', '.join(k for k in w if k != 'benchmarks')}")
-    hp = sft.sft_hparams(prof, dataset)
-    cfg = {'kind': 'sft', 'dataset': dataset, 'base': str(init or base_model(prof)), **_pick(prof, MODEL_KEYS), **_pick(prof, WORLD_KEYS),
-           'n_rows': len(w[dataset]), **hp, 'eval': sft.sft_eval_kw(prof, w['benchmarks'])}
-    return R.ensure(prof['runs'], 'sft', cfg, lambda run: sft.run_sft(cfg['base'], None, w[dataset], w['val'], run.path,
-                                                                  benchmarks=w['benchmarks'], eval_kw=cfg['eval'], **hp))
+    s, ev = sft_spec(prof, dataset), sft.eval_kwargs(spec(prof, 'eval'), w['benchmarks'])
+    cfg = {'kind': 'sft', 'dataset': dataset, 'base': str(init or base_model(prof)), **_ids(prof, 'model', 'world'),
+           'n_rows': len(w[dataset]), **identity(s), 'eval': ev}
+    return R.ensure(prof['runs'], 'sft', cfg, lambda run: sft.run_sft(cfg['base'], None, w[dataset], w['val'], run.path, s,
+                                                                  benchmarks=w['benchmarks'], eval_kw=ev))
 
 def sft_records(run:R.Run)->list[dict]:
     "The SFT run's evaluation records (step, exaflops, val_loss, scores), in step order"
@@ -102,11 +99,14 @@ def rl_run(prof:Profile, init:str|Path,  # model folder to start from: an SFT ch
            algo:str='dapo', seed:int|None=None, prompts:str='rl', **overrides)->R.Run:
     "Run (or reuse) one RL run (DAPO / GRPO) from `init` on the profile's RL prompts"
     w = world(prof)
-    kw = rl.rl_settings(prof, w['benchmarks'], **overrides)
-    if seed is not None: kw['seed'] = seed
+    fields = spec_fields('rl')
+    s = spec(prof, 'rl', **{**{k: v for k, v in overrides.items() if k in fields}, **({} if seed is None else {'seed': seed})})
+    extra = {k: v for k, v in overrides.items() if k not in fields}  # run_rl arguments beyond the spec (variant, ...)
+    ev = {'eval_samples': sft.eval_kwargs(spec(prof, 'eval'), w['benchmarks'])['samples']} if w['benchmarks'] else {}
     cfg = {'kind': 'rl', 'algo': algo, 'init': str(init), 'origin': origin, 'prompts': prompts, 'n_prompts': len(w[prompts]),
-           **_pick(prof, WORLD_KEYS), **{k: v for k, v in kw.items() if k != 'benchmarks'}}
-    return R.ensure(prof['runs'], 'rl', cfg, lambda run: rl.run_rl(str(init), w[prompts], run.path, algo=algo, resume=True, **kw))
+           **_ids(prof, 'world'), **identity(s), **ev, **extra}
+    return R.ensure(prof['runs'], 'rl', cfg, lambda run: rl.run_rl(str(init), w[prompts], run.path, s, algo=algo,
+                                                                 benchmarks=w['benchmarks'], **ev, **extra))
 
 # %% ../nbs/15_experiments.ipynb #94eca6d0
 def _rl_curve(run:R.Run, dataset, paradigm, branch_step, sft_exaflops, seed)->pd.DataFrame:
@@ -333,7 +333,7 @@ def paradigm_run(prof:Profile, paradigm:str, init, origin:dict, seed:int, train_
     if paradigm not in syn.METHODS: raise ValueError(f"paradigm {paradigm!r}; accepted: {', '.join(PARADIGMS)}")
     kw = syn.syn_settings(prof, paradigm, w['benchmarks'], seed=seed)
     cfg = {'kind': paradigm, 'init': str(init), 'origin': origin, 'prompts': train_set, 'n_prompts': len(w[train_set]),
-           **_pick(prof, WORLD_KEYS), **{k: v for k, v in kw.items() if k != 'benchmarks'}}
+           **_ids(prof, 'world'), **{k: v for k, v in kw.items() if k != 'benchmarks'}}
     return R.ensure(prof['runs'], paradigm, cfg, lambda run: syn.run_syn(paradigm, str(init), w[train_set], run.path, resume=True, **kw))
 
 # %% ../nbs/15_experiments.ipynb #2d351451

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_rl.ipynb #9d68fae6
 from __future__ import annotations
-import contextlib, json, math, os, random, time
+import contextlib, dataclasses, json, math, os, random, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch
@@ -12,12 +12,13 @@ from transformers import TrainerCallback, PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import shuffle_sequence_dict
 from .flops import EXA, ModelDims, dapo_step_flops, grpo_step_flops
+from .config import RLSpec
 from .runs import Run, write_atomic, train_run, flag_unstable as _flag_unstable
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['PromptStream', 'DAPOConfig', 'grpo_config', 'dapo_config', 'select_groups', 'concat_rows', 'split_rows',
-           'DAPOTrainer', 'rng_isolated', 'RunLogger', 'run_rl', 'rl_settings']
+           'DAPOTrainer', 'rng_isolated', 'RunLogger', 'run_rl']
 
 # %% ../nbs/11_rl.ipynb #9b08dd6e
 class PromptStream:
@@ -76,6 +77,8 @@ class DAPOConfig(GRPOConfig):
 
 # %% ../nbs/11_rl.ipynb #5a32d857
 from .models import checkpointing_kw
+_D = RLSpec()  # the declared defaults (config.SCHEMA)
+
 def _common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperature, micro_batch, seed, save_every, kw)->dict:
     world = int(os.environ.get('WORLD_SIZE', 1))
     rows = batch * group_size
@@ -95,12 +98,12 @@ def _common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperatur
     return d
 
 def grpo_config(output_dir,  # where checkpoints go (the run's checkpoints/ folder)
-                lr:float=1e-6, batch:int=64,  # learning rate; prompts per step (B)
-                group_size:int=8, steps:int=100,  # G rollouts per prompt; optimizer steps
-                max_new_tokens:int=8192, temperature:float=0.7,
-                eps:float=0.2,  # symmetric clip range
+                lr:float=_D.lr, batch:int=_D.batch,  # learning rate; prompts per step (B)
+                group_size:int=_D.group_size, steps:int=_D.steps,  # G rollouts per prompt; optimizer steps
+                max_new_tokens:int=_D.max_new_tokens, temperature:float=_D.temperature,
+                eps:float=_D.eps_low,  # symmetric clip range
                 micro_batch:int|None=None,  # sequences per forward/backward (None: the whole batch)
-                seed:int=0, save_every:int|None=None,  # checkpoint interval in steps (None: no checkpoints)
+                seed:int=_D.seed, save_every:int|None=None,  # checkpoint interval in steps (None: no checkpoints)
                 **kw  # any other GRPOConfig / DAPOConfig field
                )->DAPOConfig:
     "The paper's GRPO: symmetric clip, per-sequence mean then batch mean, group-normalised advantages, no KL"
@@ -109,14 +112,14 @@ def grpo_config(output_dir,  # where checkpoints go (the run's checkpoints/ fold
 
 def dapo_config(output_dir,  # where checkpoints go (the run's checkpoints/ folder)
                 variant:str='dc',  # 'd': dynamic sampling only; 'dc': + clip-higher
-                lr:float=1e-6, batch:int=64,  # learning rate; B_train, prompts per step
-                gen_batch:int=128,  # B_gen, prompts per generation round
-                group_size:int=8, steps:int=100,
-                max_new_tokens:int=8192, temperature:float=0.7,
-                eps_low:float=0.2, eps_high:float=0.28,  # clip range below / above (above used by 'dc' only)
-                ds_rounds:int=10,  # K, generation rounds per step at most
+                lr:float=_D.lr, batch:int=_D.batch,  # learning rate; B_train, prompts per step
+                gen_batch:int=_D.gen_batch,  # B_gen, prompts per generation round
+                group_size:int=_D.group_size, steps:int=_D.steps,
+                max_new_tokens:int=_D.max_new_tokens, temperature:float=_D.temperature,
+                eps_low:float=_D.eps_low, eps_high:float=_D.eps_high,  # clip range below / above (above used by 'dc' only)
+                ds_rounds:int=_D.ds_rounds,  # K, generation rounds per step at most
                 mask_truncated:bool=False,  # overlong shaping by masking truncated samples
-                micro_batch:int|None=None, seed:int=0, save_every:int|None=None,
+                micro_batch:int|None=None, seed:int=_D.seed, save_every:int|None=None,
                 **kw  # any other GRPOConfig / DAPOConfig field
                )->DAPOConfig:
     "The paper's DAPO_d / DAPO_dc: dynamic sampling, token-level loss, (clip-higher), no KL"
@@ -379,27 +382,20 @@ def _default_evaluate(benchmarks, samples, temperature, max_new_tokens, seed, ba
 def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the branch point)
            train_prompts:list[dict],  # RL prompt rows with 'prompt' and 'answer'
            out_dir,  # the run folder (runs.open_run(...).path); checkpoints go to out_dir/checkpoints
+           spec:RLSpec|None=None,  # the RL settings (`config.spec(profile, 'rl')`); None: the declared defaults
            *, algo:str='dapo',  # 'dapo' or 'grpo'
            variant:str='dc',  # DAPO variant: 'd' (dynamic sampling) or 'dc' (+ clip-higher)
-           lr:float=1e-6, batch:int=64, gen_batch:int=128, group_size:int=8, steps:int=100,
-           eval_every:int=10,  # evaluation (and default checkpoint) interval in steps
            benchmarks:dict|None=None,  # name: rows with 'prompt' and 'answer' (None: no evaluation)
            eval_samples:dict|int=1,  # samples per problem (see evaluate.samples_for)
-           eval_greedy:bool=False,  # also score greedy decoding at every evaluation (`overall_greedy`)
-           warmup_steps:int=0,  # linear learning-rate warm-up, then constant
-           max_new_tokens:int=8192, temperature:float=0.7, eps_low:float=0.2, eps_high:float=0.28,
-           ds_rounds:int=10,  # K
-           overlong_cache:int=0,  # > 0: DAPO's soft overlong penalty over the last overlong_cache tokens
            mask_truncated:bool=False,  # overlong shaping by masking truncated samples
-           seed:int=0, rollout_engine:str='auto',  # 'auto' | 'hf' | 'vllm'
            micro_batch:int|None=None,  # sequences per forward/backward
-           save_every:int|None=None,  # checkpoint interval (None: eval_every)
-           bf16:bool=False, resume:bool=True,  # resume=False discards earlier progress in out_dir
+           save_every:int|None=None,  # checkpoint interval (None: spec.eval_every)
+           resume:bool=True,  # False: start over
            reward_funcs:list|None=None,  # TRL reward functions (None: rewards.math_reward)
            evaluate_fn=None,  # evaluate_fn(model, tokenizer) -> scores (None: evaluate.evaluate on `benchmarks`)
            callbacks:list|None=None,  # extra TrainerCallbacks
            eval_batch_size:int=256,
-           **config_kw  # other DAPOConfig fields (e.g. collapse_patience, vllm_gpu_memory_utilization)
+           **kw  # fields of `spec` to set otherwise (lr=..., steps=...); any other DAPOConfig field (collapse_patience, ...)
           )->dict:
     "Train one GRPO / DAPO run into `out_dir` (`runs.train_run`), evaluating every `eval_every` steps; returns the summary also stored in DONE"
     from datasets import Dataset
@@ -407,44 +403,30 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
     from plasticity_nb.evaluate import pick_engine
     from plasticity_nb.engines import with_rollout_engine
     from plasticity_nb.rewards import math_reward, overlong_reward_func
+    fields = {f.name for f in dataclasses.fields(RLSpec)}
+    s = dataclasses.replace(spec or RLSpec(), **{k: kw.pop(k) for k in list(kw) if k in fields})
     if algo not in ('dapo', 'grpo'): raise ValueError(f"run_rl: algo={algo!r}; accepted 'dapo' or 'grpo'")
     bad = [i for i,r in enumerate(train_prompts) if 'prompt' not in r or 'answer' not in r]
     if bad: raise ValueError(f"run_rl: train_prompts row {bad[0]} lacks 'prompt' or 'answer' ({len(bad)} such rows)")
     run = Run(out_dir)
     def build(ckpt):
-        if len(train_prompts) < batch: raise ValueError(f"run_rl: {len(train_prompts)} train_prompts, fewer than batch={batch}")
-        engine = pick_engine(rollout_engine); use_vllm = engine == 'vllm'
-        common = dict(lr=lr, batch=batch, group_size=group_size, steps=steps, max_new_tokens=max_new_tokens,
-                      temperature=temperature, micro_batch=micro_batch, seed=seed, save_every=save_every or eval_every,
-                      bf16=bf16, use_vllm=use_vllm, warmup_steps=warmup_steps, **({'vllm_mode': 'colocate'} if use_vllm else {}), **config_kw)
-        args = (dapo_config(run.ckpt_dir, variant, gen_batch=gen_batch, eps_low=eps_low, eps_high=eps_high, ds_rounds=ds_rounds,
+        if len(train_prompts) < s.batch: raise ValueError(f"run_rl: {len(train_prompts)} train_prompts, fewer than batch={s.batch}")
+        engine = pick_engine(s.rollout_engine); use_vllm = engine == 'vllm'
+        common = dict(lr=s.lr, batch=s.batch, group_size=s.group_size, steps=s.steps, max_new_tokens=s.max_new_tokens,
+                      temperature=s.temperature, micro_batch=micro_batch, seed=s.seed, save_every=save_every or s.eval_every,
+                      bf16=s.bf16, use_vllm=use_vllm, warmup_steps=s.warmup_steps, **({'vllm_mode': 'colocate'} if use_vllm else {}), **kw)
+        args = (dapo_config(run.ckpt_dir, variant, gen_batch=s.gen_batch, eps_low=s.eps_low, eps_high=s.eps_high, ds_rounds=s.ds_rounds,
                             mask_truncated=mask_truncated, **common) if algo == 'dapo'
-                else grpo_config(run.ckpt_dir, eps=eps_low, mask_truncated_completions=mask_truncated, **common))
-        funcs = list(reward_funcs or [math_reward]) + ([overlong_reward_func(max_new_tokens, overlong_cache)] if overlong_cache > 0 else [])
-        ev = evaluate_fn or (_default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size, eval_greedy)
+                else grpo_config(run.ckpt_dir, eps=s.eps_low, mask_truncated_completions=mask_truncated, **common))
+        funcs = list(reward_funcs or [math_reward]) + ([overlong_reward_func(s.max_new_tokens, s.overlong_cache)] if s.overlong_cache > 0 else [])
+        ev = evaluate_fn or (_default_evaluate(benchmarks, eval_samples, s.temperature, s.max_new_tokens, s.seed, eval_batch_size, s.eval_greedy)
                              if benchmarks else None)
         model, tok = load_local(model_path)
-        logger = RunLogger(run, ev, eval_every)
+        logger = RunLogger(run, ev, s.eval_every)
         data = Dataset.from_list([{**r, 'answer': str(r['answer'])} for r in train_prompts])
         trainer = with_rollout_engine(DAPOTrainer, engine)(model=model, reward_funcs=funcs, args=args, train_dataset=data,
                                                           processing_class=tok, callbacks=[logger, *(callbacks or [])])
-        logger.trainer = trainer; trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
+        logger.trainer = trainer
+        trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
         return trainer
     return train_run(run, build, resume)
-
-# %% ../nbs/11_rl.ipynb #bfcfe0e0
-_PROFILE_KEYS = dict(lr='rl_lr', batch='rl_batch', gen_batch='rl_gen_batch', group_size='group_size', steps='rl_steps',
-                     eval_every='rl_eval_every', max_new_tokens='max_new_tokens', temperature='temperature',
-                     eps_low='eps_low', eps_high='eps_high', ds_rounds='ds_rounds', overlong_cache='overlong_cache',
-                     rollout_engine='rollout_engine', seed='seed', bf16='bf16', warmup_steps='rl_warmup',
-                     eval_greedy='eval_greedy')
-
-def rl_settings(profile,  # a config.Profile (or dict with its keys)
-                benchmarks:dict|None=None,  # the evaluation sets (their names pick avg@k or pass@1)
-                **overrides  # run_rl arguments replacing the profile's
-               )->dict:
-    "run_rl keyword arguments from a profile's RL keys"
-    from plasticity_nb.evaluate import samples_from_profile
-    kw = {arg: profile[key] for arg,key in _PROFILE_KEYS.items()}
-    if benchmarks: kw.update(benchmarks=benchmarks, eval_samples=samples_from_profile(profile, list(benchmarks)))
-    return {**kw, **overrides}

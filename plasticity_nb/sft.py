@@ -4,20 +4,20 @@
 
 # %% ../nbs/10_sft.ipynb #8d657530
 from __future__ import annotations
-import math, re, tempfile, time
+import dataclasses, math, re, tempfile, time
 from pathlib import Path
 import torch
 from transformers import TrainerCallback
 from .flops import ModelDims, sft_step_flops, EXA
-from .evaluate import pick_engine, samples_from_profile
+from .evaluate import pick_engine, samples_for
 from .stats import evaluate_with_se
 from .curves import CURVE_COLUMNS
-from .config import register_keys, SCHEMA
+from .config import SFTSpec, EvalSpec
 from .runs import Run, train_run, flag_unstable, eval_rows, checkpoint_step
 
 # %% auto #0
-__all__ = ['SMALL_SETS', 'SUBSETS', 'to_sft_dataset', 'read_metrics', 'loss_curve', 'sft_curve_rows', 'checkpoints', 'resumable',
-           'SFTRecorder', 'sft_trainer', 'mean_seq_len', 'run_sft', 'sft_hparams', 'sft_eval_kw']
+__all__ = ['to_sft_dataset', 'read_metrics', 'loss_curve', 'sft_curve_rows', 'checkpoints', 'resumable', 'SFTRecorder',
+           'sft_trainer', 'mean_seq_len', 'run_sft', 'eval_kwargs']
 
 # %% ../nbs/10_sft.ipynb #a3a0eec3
 def to_sft_dataset(rows, what:str='train'):
@@ -128,17 +128,19 @@ def _batching(batch:int, micro_batch:int|None)->tuple[int,int]:
 # %% ../nbs/10_sft.ipynb #7ebeda99
 from .models import checkpointing_kw
 def sft_trainer(model, tokenizer, train_rows, val_rows,  # prompt-completion rows (or Datasets of them)
-                out_dir, *, lr:float=1e-3, batch:int=64, epochs:float=6.0,
-                ckpt_every:int=50, warmup:float=0.05, max_len:int=256, seed:int=0, bf16:bool=False,
-                micro_batch:int|None=None, weight_decay:float=0.0, grad_ckpt:bool=False):
+                out_dir, spec:SFTSpec|None=None,  # the SFT settings (`config.sft_spec`); None: the declared defaults
+                *, micro_batch:int|None=None, weight_decay:float=0.0, grad_ckpt:bool=False,
+                **replace  # fields of `spec` to set otherwise (lr=..., batch=...)
+               ):
     "TRL's SFTTrainer set up as the paper's SFT: completion-only loss, cosine schedule, eval + checkpoint every `ckpt_every`"
+    s = dataclasses.replace(spec or SFTSpec(), **replace)
     from trl import SFTConfig, SFTTrainer
-    mb, accum = _batching(batch, micro_batch)
+    mb, accum = _batching(s.batch, micro_batch)
     args = SFTConfig(output_dir=str(Path(out_dir)/'checkpoints'), per_device_train_batch_size=mb, gradient_accumulation_steps=accum,
-                     per_device_eval_batch_size=mb, num_train_epochs=epochs, learning_rate=lr, lr_scheduler_type='cosine',
-                     warmup_steps=warmup, weight_decay=weight_decay, eval_strategy='steps', eval_steps=ckpt_every,
-                     save_strategy='steps', save_steps=ckpt_every, logging_steps=ckpt_every, completion_only_loss=True,
-                     max_length=max_len, seed=seed, data_seed=seed, bf16=bf16, report_to='none', prediction_loss_only=True,
+                     per_device_eval_batch_size=mb, num_train_epochs=s.epochs, learning_rate=s.lr, lr_scheduler_type='cosine',
+                     warmup_steps=s.warmup, weight_decay=weight_decay, eval_strategy='steps', eval_steps=s.ckpt_every,
+                     save_strategy='steps', save_steps=s.ckpt_every, logging_steps=s.ckpt_every, completion_only_loss=True,
+                     max_length=s.max_len, seed=s.seed, data_seed=s.seed, bf16=s.bf16, report_to='none', prediction_loss_only=True,
                      dataloader_num_workers=0, log_level='warning', disable_tqdm=False, save_only_model=False,
                      **checkpointing_kw(grad_ckpt), dataloader_pin_memory=torch.cuda.is_available())
     return SFTTrainer(model=model, args=args, train_dataset=to_sft_dataset(train_rows, 'train'),
@@ -153,30 +155,28 @@ def run_sft(model_path_or_model,  # a saved model folder (the base / an earlier 
             tokenizer,  # None: the folder's tokenizer
             train_rows:list, val_rows:list,  # prompt-completion rows
             out_dir,  # the run folder: checkpoints/, metrics.jsonl and DONE go here
-            *, lr:float=1e-3, batch:int=64,  # sequences per optimizer step
-            epochs:float=6.0, ckpt_every:int=50,  # steps between checkpoints (each one evaluated)
-            warmup:float=0.05,  # warm-up: fraction of the steps (< 1) or a step count
-            max_len:int=256, seed:int=0,
-            benchmarks:dict|None=None,  # name: rows, scored with `evaluate` at step 0 and every checkpoint
-            eval_kw:dict|None=None,  # keyword arguments of `evaluate` (samples, temperature, max_new_tokens, engine, ...)
-            bf16:bool=False, resume:bool=True,  # resume=False starts over
+            spec:SFTSpec|None=None,  # lr, batch, epochs, ckpt_every, warmup, max_len, seed, bf16 (`config.sft_spec`); None: the defaults
+            *, benchmarks:dict|None=None,  # name: rows, scored with `evaluate` at step 0 and every checkpoint
+            eval_kw:dict|None=None,  # keyword arguments of `evaluate` (`eval_kwargs`: samples, temperature, max_new_tokens, engine, ...)
+            resume:bool=True,  # False: start over
             micro_batch:int|None=None,  # sequences per forward pass (gradient accumulation makes up `batch`)
             stop_after:int|None=None,  # stop after this many steps (as if interrupted); the schedule is unchanged
             weight_decay:float=0.0,
             grad_ckpt:bool=False,  # activation (gradient) checkpointing: saves memory on large models
             eval_start:bool=True,  # record step 0 (the starting model)
             callbacks:list|None=None,  # extra TrainerCallbacks
+            **replace  # fields of `spec` to set otherwise (lr=..., epochs=...)
            )->dict:
     "Completion-only SFT with TRL in the run folder `out_dir` (`runs.train_run`); returns the summary (also in DONE when finished)"
+    s = dataclasses.replace(spec or SFTSpec(), **replace)
     train_ds, val_ds = to_sft_dataset(train_rows, 'train'), to_sft_dataset(val_rows, 'validation')
-    _batching(batch, micro_batch)
+    _batching(s.batch, micro_batch)
     run = Run(out_dir)
     def build(ckpt):
         model, tok = _load(model_path_or_model, tokenizer)
-        trainer = sft_trainer(model, tok, train_ds, val_ds, run.path, lr=lr, batch=batch, epochs=epochs, ckpt_every=ckpt_every,
-                              warmup=warmup, max_len=max_len, seed=seed, bf16=bf16, micro_batch=micro_batch,
-                              weight_decay=weight_decay, grad_ckpt=grad_ckpt)
-        step_flops = sft_step_flops(ModelDims.from_config(model.config), batch * trainer.accelerator.num_processes, mean_seq_len(trainer))
+        trainer = sft_trainer(model, tok, train_ds, val_ds, run.path, s, micro_batch=micro_batch, weight_decay=weight_decay,
+                              grad_ckpt=grad_ckpt)
+        step_flops = sft_step_flops(ModelDims.from_config(model.config), s.batch * trainer.accelerator.num_processes, mean_seq_len(trainer))
         rec = SFTRecorder(run, step_flops, benchmarks, eval_kw, stop_after)
         rec.trainer = trainer
         for cb in [rec, *(callbacks or [])]: trainer.add_callback(cb)
@@ -187,27 +187,9 @@ def run_sft(model_path_or_model,  # a saved model folder (the base / an earlier 
     return train_run(run, build, resume, resumable(run))
 
 # %% ../nbs/10_sft.ipynb #9da032fe
-register_keys(sft_s1k_batch=('int', 8, 'SFT batch on the S1K analogue (the paper trains S1K with its own settings)'),
-              sft_s1k_epochs=('float', 30.0, 'SFT epochs on the S1K analogue'),
-              sft_s1k_ckpt_every=('int', 63, 'SFT checkpoint interval on the S1K analogue (steps)'),
-              sft_subset_epochs=('float', 0.0, 'SFT epochs on the equal-size Easy / Uniform / Hard subsets (0: sft_epochs)'))
-
-SMALL_SETS = ('s1k',)  # data sets trained with the sft_s1k_* settings
-SUBSETS = ('easy', 'uniform', 'hard')  # the equal-size difficulty subsets (sft_subset_epochs, when set)
-
-def sft_hparams(profile,  # a `config.Profile`
-                dataset:str  # the training set's name ('full', 'uniform', 'easy', 'hard', 's1k', ...)
-               )->dict:
-    "`run_sft` keyword arguments for `dataset`: `sft_s1k_*` for the S1K analogue, `sft_subset_epochs` (if > 0) for Easy / Uniform / Hard, else the common `sft_*`"
-    get = lambda k: profile[k] if k in profile else SCHEMA[k][1]
-    small = dataset in SMALL_SETS
-    epochs = get('sft_s1k_epochs') if small else (get('sft_subset_epochs') or get('sft_epochs') if dataset in SUBSETS else get('sft_epochs'))
-    return dict(lr=get('sft_lr'), batch=get('sft_s1k_batch' if small else 'sft_batch'), epochs=epochs,
-                ckpt_every=get('sft_s1k_ckpt_every' if small else 'sft_ckpt_every'),
-                warmup=get('sft_warmup'), max_len=get('max_len'), seed=get('seed'), bf16=get('bf16'))
-
-def sft_eval_kw(profile, benchmarks:dict)->dict:
-    "`evaluate` keyword arguments from the profile (samples per benchmark, temperature, length, engine, seed)"
-    return dict(samples=samples_from_profile(profile, list(benchmarks)), temperature=profile['temperature'],
-                max_new_tokens=profile['max_new_tokens'], engine=profile['rollout_engine'], seed=profile['seed'],
-                greedy=profile['eval_greedy'])
+def eval_kwargs(spec:EvalSpec,  # the profile's evaluation settings (`config.spec(profile, 'eval')`)
+            benchmarks  # the benchmark names (or the dict of their rows)
+           )->dict:
+    "`evaluate` keyword arguments: samples per benchmark, temperature, length, engine, seed, greedy"
+    return dict(samples=samples_for(list(benchmarks), spec.samples, spec.samples_small), temperature=spec.temperature,
+                max_new_tokens=spec.max_new_tokens, engine=spec.engine, seed=spec.seed, greedy=spec.greedy)

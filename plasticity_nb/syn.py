@@ -430,10 +430,11 @@ def syn_settings(profile,  # a config.Profile (or dict with its keys)
                  benchmarks:dict|None=None,  # the evaluation sets (their names pick avg@k or pass@1)
                  **overrides  # run_syn arguments replacing the profile's
                 ):
-    "run_syn keyword arguments from a profile's RL keys"
-    from plasticity_nb.rl import rl_settings
+    "run_syn keyword arguments from a profile's RL spec (`config.spec(profile, 'rl')`)"
+    from plasticity_nb.config import spec
+    from plasticity_nb.evaluate import samples_from_profile
     m = get_method(method, 'syn_settings')
-    kw = rl_settings(profile, benchmarks)
+    kw = vars(spec(profile, 'rl')) | ({'benchmarks': benchmarks, 'eval_samples': samples_from_profile(profile, list(benchmarks))} if benchmarks else {})
     for k in ('gen_batch', 'ds_rounds', 'eps_high'): kw.pop(k, None)  # DAPO's own; the methods clip symmetrically
     kw['lr'] = kw['lr'] * m.lr_scale
     return {**kw, **overrides}

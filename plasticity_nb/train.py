@@ -7,8 +7,7 @@ from __future__ import annotations
 import argparse, shlex, sys
 from pathlib import Path
 import yaml
-from .config import load_profile, SettingsError, set_offline
-from . import data as _data  # registers the data keys (chat_template) before a profile is read
+from .config import load_profile, SettingsError, set_offline, spec, sft_spec
 
 # %% auto #0
 __all__ = ['RUN_KEYS', 'METHODS', 'load_run_config', 'train_from_config', 'launch_command', 'cpu_processes',
@@ -53,10 +52,12 @@ def train_from_config(kind:str, cfg:dict)->dict:
     if kind == 'syn' and not cfg.get('out'):
         run = E.paradigm_run(prof, cfg['method'], init, dict(init=str(init)), seed, cfg['data']); return dict(run=str(run.path), **(run.summary() or {}))
     out = Path(cfg['out'])
+    ev = sft.eval_kwargs(spec(prof, 'eval'), w['benchmarks'])
     if kind == 'sft':
-        return dict(run=str(out), **sft.run_sft(str(init), None, w[cfg['data']], w['val'], out, benchmarks=w['benchmarks'],
-                                                eval_kw=sft.sft_eval_kw(prof, w['benchmarks']), **{**sft.sft_hparams(prof, cfg['data']), 'seed': seed}))
-    if kind == 'rl': return rl.run_rl(str(init), w[cfg['data']], out, algo=cfg['method'], **rl.rl_settings(prof, w['benchmarks'], seed=seed))
+        return dict(run=str(out), **sft.run_sft(str(init), None, w[cfg['data']], w['val'], out, sft_spec(prof, cfg['data'], seed=seed),
+                                                benchmarks=w['benchmarks'], eval_kw=ev))
+    if kind == 'rl': return rl.run_rl(str(init), w[cfg['data']], out, spec(prof, 'rl', seed=seed), algo=cfg['method'],
+                                      benchmarks=w['benchmarks'], eval_samples=ev['samples'])
     return syn.run_syn(cfg['method'], str(init), w[cfg['data']], out, **syn.syn_settings(prof, cfg['method'], w['benchmarks'], seed=seed))
 
 # %% ../nbs/31_train.ipynb #a4f0ed33

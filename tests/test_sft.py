@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest, torch
 from plasticity_nb.sft import run_sft, sft_trainer, mean_seq_len, read_metrics, checkpoints, loss_curve, sft_curve_rows
 from plasticity_nb.runs import Run
+from plasticity_nb.config import SFTSpec
 from plasticity_nb.models import build_tokenizer, build_model, load_local
 from plasticity_nb.flops import ModelDims, sft_step_flops, EXA
 from plasticity_nb.curves import check_curves
@@ -73,7 +74,7 @@ def test_small_run(world, tok, base, tmp_path):
     assert (tmp_path/'run'/'metrics.jsonl').stat().st_mtime_ns == mtime
 
 def test_resume_matches_uninterrupted(world, base, tmp_path):
-    run_sft(base, None, world['full'], world['val'], tmp_path/'a', **HP)
+    run_sft(base, None, world['full'], world['val'], tmp_path/'a', SFTSpec(**HP))   # the settings as one spec, or as fields
     part = run_sft(base, None, world['full'], world['val'], tmp_path/'b', stop_after=3, **HP)
     assert part['status'] == 'stopped' and not Run(tmp_path/'b').is_done()
     assert [r['step'] for r in read_metrics(tmp_path/'b')] == [0, 3] and sorted(checkpoints(tmp_path/'b')) == [3]
@@ -109,12 +110,3 @@ def test_bad_rows(tok, base, tmp_path):
         run_sft(base, None, [{'prompt': 'a', 'completion': 'b'}], [], tmp_path/'x', **HP)
     with pytest.raises(ValueError, match='not a multiple of micro_batch=3'):
         run_sft(base, None, [{'prompt': 'a', 'completion': 'b'}], [{'prompt': 'a', 'completion': 'b'}], tmp_path/'y', micro_batch=3, **HP)
-
-def test_hparams_from_profile():
-    from plasticity_nb.sft import sft_hparams, sft_eval_kw
-    from plasticity_nb.config import load_profile
-    p = load_profile('tiny', sft_batch='32', sft_s1k_batch='4', sft_s1k_epochs='12')
-    assert sft_hparams(p, 's1k')['batch'] == 4 and sft_hparams(p, 's1k')['epochs'] == 12.0
-    assert sft_hparams(p, 'uniform')['batch'] == 32 and sft_hparams(p, 'uniform')['ckpt_every'] == p.sft_ckpt_every
-    kw = sft_eval_kw(p, {'gsm8k': [], 'aime25': []})
-    assert kw['samples'] == {'gsm8k': p.eval_samples, 'aime25': p.eval_samples_small} and kw['engine'] == p.rollout_engine

@@ -465,9 +465,9 @@ def test_resume_is_exact(base_dir, tmp_path):
 
 def test_syn_settings_follow_the_profile():
     from plasticity_nb.config import load_profile
-    from plasticity_nb.rl import rl_settings
+    from plasticity_nb.config import spec
     p = load_profile('tiny')
-    r = rl_settings(p)
+    r = vars(spec(p, 'rl'))
     for m in METHODS:
         s = syn_settings(p, m, steps=7)
         assert s['steps'] == 7 and s['batch'] == r['batch'] and s['group_size'] == r['group_size']
