@@ -79,20 +79,24 @@ def run_models(run:R.Run)->dict[int, str]:
 def ood_run(root,  # the registry folder (profile key `runs`)
             source:R.Run,  # a training run (SFT or RL)
             bench:dict, eval_kw:dict,  # the OOD benchmarks and `score_model`'s settings (`ood_eval_kw`)
-            score_fn=None  # score_fn(model folder) -> record (default: `score_model(folder, bench, **eval_kw)`)
+            score_fn=None,  # score_fn(model folder) -> record (default: `score_model(folder, bench, **eval_kw)`)
+            every:int=1  # score every k-th model of the run (and its last): k > 1 thins the curve; a later k = 1 fills it in
            )->R.Run:
     "The derived run `ood-<id>` holding the OOD scores of every model of `source`: made, resumed or reused; DONE once `source` is done and scored"
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every={every!r}: score every k-th kept model, k a whole number >= 1")
     run = R.open_run(root, 'ood', {'kind': 'ood', 'source': source.name, 'bench': bench_digest(bench), 'eval': eval_kw})
     if run.is_done() or not R.is_writer(): return run  # only the writing process scores (one result per model)
     score = score_fn or (lambda m: score_model(m, bench, **eval_kw))
     with run.lock(wait=True):
         if run.is_done(): return run  # finished by another process meanwhile
         have, models = {r['step'] for r in R.eval_rows(run)}, run_models(source)
-        missing = [s for s, m in models.items() if s not in have and not Path(m).exists()]
-        for step, m in sorted(models.items()):
-            if step in have or step in missing: continue
-            run.append_metrics(dict(event='eval', stage='ood', step=step, model=m, scores=score(m)))
-        if source.is_done(): run.mark_done(dict(source=source.name, steps=sorted(have | set(models) - set(missing)), missing_models=missing))
+        missing = sorted(s for s, m in models.items() if s not in have and not Path(m).exists())
+        steps = sorted(set(models) - set(missing))
+        for step in sorted((set(steps[::every]) | set(steps[-1:])) - have):
+            run.append_metrics(dict(event='eval', stage='ood', step=step, model=models[step], scores=score(models[step])))
+            have.add(step)
+        if source.is_done() and have >= set(steps): run.mark_done(dict(source=source.name, steps=sorted(have), missing_models=missing))
     return run
 
 # %% ../nbs/18_ood.ipynb #4504db32
@@ -108,12 +112,13 @@ def _in_domain(curves:pd.DataFrame)->pd.DataFrame:
 
 def ood_curves(curves:pd.DataFrame,  # the tidy curves of the training runs (`experiments.sequential_runs`)
                root, bench:dict, eval_kw:dict,  # the registry, the OOD benchmarks, `ood_eval_kw`
-               score_fn=None  # as in `ood_run` (tests)
+               score_fn=None,  # as in `ood_run` (tests)
+               every:int=1  # score every k-th model of each run (and its last), as in `ood_run`
               )->pd.DataFrame:
     "The OOD scores of every run in `curves` at every step of its curve, beside its in-domain score (`benchmark == 'in_domain'`), as one tidy table"
     ind, rows = _in_domain(curves), []
     for name in dict.fromkeys(curves.run):
-        for r in R.eval_rows(ood_run(root, R.Run(Path(root)/name), bench, eval_kw, score_fn)):
+        for r in R.eval_rows(ood_run(root, R.Run(Path(root)/name), bench, eval_kw, score_fn, every)):
             rows += [dict(run=name, step=r['step'], benchmark=b, **v) for b, v in r['scores'].items()]
     ood = pd.DataFrame(rows, columns=['run', 'step', 'benchmark', 'score', 'se', 'se_problems', 'greedy'])
     ood = ind[_META].merge(ood, on=['run', 'step'])  # only steps on the in-domain curve: each OOD point has its compute
