@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 # %% auto #0
-__all__ = ['SCHEMA', 'ModelSpec', 'WorldSpec', 'DataFiles', 'SFTSpec', 'RLSpec', 'EvalSpec', 'SMALL_SETS', 'SUBSETS',
-           'SettingsError', 'Setting', 'accepted', 'check_value', 'find_settings', 'Profile', 'list_profiles',
-           'check_settings', 'load_profile', 'spec_fields', 'spec_class', 'spec', 'identity', 'sft_spec', 'set_offline']
+__all__ = ['SCHEMA', 'SPECS', 'SMALL_SETS', 'SUBSETS', 'SettingsError', 'Setting', 'accepted', 'check_value', 'find_settings',
+           'Profile', 'list_profiles', 'check_settings', 'load_profile', 'spec_fields', 'ModelSpec', 'WorldSpec',
+           'DataFiles', 'SFTSpec', 'RLSpec', 'EvalSpec', 'spec_class', 'spec', 'identity', 'sft_spec', 'set_offline']
 
 # %% ../nbs/00_config.ipynb #82d1ebc8
 class SettingsError(ValueError):
@@ -223,8 +223,6 @@ def load_profile(name:str|None=None,  # profile section; default $PLASTICITY_PRO
     return prof
 
 # %% ../nbs/00_config.ipynb #6e63b6af
-_SPEC_CLASS = dict(model='ModelSpec', world='WorldSpec', data='DataFiles', sft='SFTSpec', rl='RLSpec', eval='EvalSpec')
-
 def spec_fields(name:str)->dict[str, str]:
     "{field: key} of the typed spec `name`, in declaration order"
     out = {}
@@ -232,7 +230,7 @@ def spec_fields(name:str)->dict[str, str]:
         for t in s.into.split():
             spec, _, field = t.partition('.')
             if spec == name: out[field or k] = k
-    if not out: raise KeyError(f"no spec {name!r}; specs: {', '.join(_SPEC_CLASS)}")
+    if not out: raise KeyError(f"no spec {name!r}; specs: model, world, data, sft, rl, eval")
     return out
 
 def _check_fields(self):
@@ -240,16 +238,28 @@ def _check_fields(self):
         try: check_value(k, getattr(self, f))
         except ValueError as e: raise ValueError(f"{type(self).__name__}.{f} ({e})") from None
 
-@functools.cache
-def spec_class(name:str)->type:
-    "The frozen dataclass of spec `name`: one typed field per key that goes `into` it, defaults as declared, values checked"
+def _fields_of(name:str)->type:
+    "A frozen dataclass with one typed field per key that goes `into` spec `name`, the declared defaults, values checked"
     py = {'int': int, 'float': float, 'str': str, 'path': str, 'bool': bool}
     fields = [(f, py[SCHEMA[k].type], dataclasses.field(default=SCHEMA[k].default)) for f, k in spec_fields(name).items()]
-    cls = dataclasses.make_dataclass(_SPEC_CLASS.get(name, f'{name}_spec'), fields, frozen=True,
-                                     namespace=dict(_spec=name, __post_init__=_check_fields))
-    cls.__module__, cls.__doc__ = __name__, f"The settings of `{name}` (`config.spec(profile, {name!r})`): " + ', '.join(spec_fields(name))
-    return cls
+    return dataclasses.make_dataclass(f'_{name}', fields, frozen=True, namespace=dict(_spec=name, __post_init__=_check_fields))
 
+# %% ../nbs/00_config.ipynb #5578d593
+class ModelSpec(_fields_of('model')): "The model: a local folder (`model_path`) or the tiny factory's family and sizes; `max_len`, `bf16`"
+class WorldSpec(_fields_of('world')): "The data a run sees: the tiny world's sizes, or the real files and how they are read"
+class DataFiles(_fields_of('data')): "The real data files by set: full (`data_train`), val (`data_val`), rl (`data_rl`)"
+class SFTSpec(_fields_of('sft')): "SFT: lr, batch, epochs, ckpt_every, warmup (`sft_*`), max_len, seed, bf16"
+class RLSpec(_fields_of('rl')): "RL (GRPO / DAPO and the synchronized methods): the `rl_*` keys, sampling, clipping, dynamic sampling, engine"
+class EvalSpec(_fields_of('eval')): "Evaluation: samples per problem (large / small benchmarks), temperature, length, engine, seed, greedy"
+
+SPECS = {c._spec: c for c in (ModelSpec, WorldSpec, DataFiles, SFTSpec, RLSpec, EvalSpec)}
+
+def spec_class(name:str)->type:
+    "The spec class `name` (model, world, data, sft, rl or eval)"
+    if name not in SPECS: raise KeyError(f"no spec {name!r}; specs: {', '.join(SPECS)}")
+    return SPECS[name]
+
+# %% ../nbs/00_config.ipynb #35312e8d
 def spec(profile,  # a Profile (or a dict with some of its keys: the others take their declared defaults)
          name:str,  # model, world, data, sft, rl or eval
          **replace  # fields to set otherwise
@@ -259,8 +269,6 @@ def spec(profile,  # a Profile (or a dict with some of its keys: the others take
     bad = sorted(set(replace) - set(fields))
     if bad: raise TypeError(f"{cls.__name__} has no field {', '.join(bad)}; its fields: {', '.join(fields)}")
     return cls(**{**{f: profile.get(k, SCHEMA[k].default) for f, k in fields.items()}, **replace})
-
-ModelSpec, WorldSpec, DataFiles, SFTSpec, RLSpec, EvalSpec = (spec_class(n) for n in _SPEC_CLASS)
 
 def identity(s)->dict:
     "A spec as it enters a run's id: every field, except `late` keys left at their default (so older runs keep their ids)"
