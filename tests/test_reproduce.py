@@ -169,12 +169,22 @@ def test_fit_reads_the_cache_named_in_settings(tmp_path, retu_dir):
 
 def test_train_error_is_one_line_and_leaves_no_half_made_run(tmp_path):
     s = _settings(tmp_path, tmp_path/'no-cache')
-    (tmp_path/'run.yaml').write_text(f"profile: smoke\nsettings: {s}\noverrides: {{n_layers: -2, pretrain_steps: 2}}\n")
+    (tmp_path/'broken').mkdir()  # a model folder whose config transformers rejects while the run is being built
+    (tmp_path/'broken'/'config.json').write_text('{"model_type": "qwen2", "num_hidden_layers": -2}')
+    (tmp_path/'run.yaml').write_text(f"profile: smoke\nsettings: {s}\noverrides: {{model_path: {tmp_path/'broken'}, pretrain_steps: 2}}\n")
     r = _cli('train', 'sft', '--config', tmp_path/'run.yaml')
     _one_line_error(r, 1)
-    assert 'num_hidden_layers' in r.stderr and 'removed the half-made' in r.stderr
-    runs = [p for p in (tmp_path/'runs').iterdir() if (p/'config.json').exists()]
-    assert runs == [], runs  # the base-* folder the failed build had created is gone
+    assert 'num_hidden_layers' in r.stderr
+    runs = [p.name for p in (tmp_path/'runs').iterdir() if (p/'config.json').exists() and not p.name.startswith('world-')]
+    assert runs == [], runs  # no sft-* or base-* folder is left behind by the failed build
+
+def test_train_out_of_range_setting_is_one_line_before_any_work(tmp_path):
+    s = _settings(tmp_path, tmp_path/'no-cache')
+    (tmp_path/'run.yaml').write_text(f"profile: smoke\nsettings: {s}\noverrides: {{n_layers: -2}}\n")
+    r = _cli('train', 'sft', '--config', tmp_path/'run.yaml')
+    _one_line_error(r, 2)
+    assert 'n_layers' in r.stderr
+    assert not (tmp_path/'runs').exists() or not any((tmp_path/'runs').iterdir())  # rejected on reading: nothing made
 
 def test_train_bad_run_file_is_one_line(tmp_path):
     (tmp_path/'bad.yaml').write_text("profile: smoke\nlr: 3\n")
