@@ -11,9 +11,9 @@ try: import fcntl
 except ImportError: fcntl = None  # no locking where flock is missing
 
 # %% auto #0
-__all__ = ['canonical_json', 'run_id', 'write_atomic', 'parse_jsonl', 'process_rank', 'is_writer', 'checkpoint_step', 'Run',
-           'run_dir', 'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows', 'diverged', 'flag_unstable',
-           'run_summary', 'checkpoint_state', 'train_run']
+__all__ = ['canonical_json', 'run_id', 'write_atomic', 'parse_jsonl', 'process_rank', 'process_count', 'is_writer',
+           'checkpoint_step', 'Run', 'run_dir', 'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows',
+           'diverged', 'flag_unstable', 'run_summary', 'checkpoint_state', 'train_run']
 
 # %% ../nbs/13_runs.ipynb #d5f3e6a7
 def _plain(o):
@@ -83,6 +83,11 @@ def process_rank()->int:
     "This process's global rank under accelerate launch / torchrun (`RANK`), 0 for a single process"
     try: return int(os.environ.get('RANK') or 0)
     except ValueError: raise ValueError(f"RANK={os.environ['RANK']!r} is not an integer (set by accelerate launch / torchrun)") from None
+
+def process_count()->int:
+    "How many processes train together under accelerate launch / torchrun (`WORLD_SIZE`), 1 for a single process"
+    try: return int(os.environ.get('WORLD_SIZE') or 1)
+    except ValueError: raise ValueError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer (set by accelerate launch / torchrun)") from None
 
 def is_writer()->bool:
     "Whether this process writes the run registry (rank 0)"
@@ -242,7 +247,8 @@ def open_run(root,  # the registry folder (profile key `runs`)
              kind:str,  # what the run is: 'sft', 'rl', 'luffy', ...
              config:dict  # the resolved configuration; its hash names the folder
             )->Run:
-    "The run folder of `config` under `root`, created with its config.json when new"
+    "The run folder of `config` under `root`, created with its config.json when new; several processes make another run"
+    if process_count() > 1: config = {**config, 'processes': process_count()}  # the batch is per process (single-process ids unchanged)
     run = Run(run_dir(root, kind, config))
     p, canon = run.path/'config.json', canonical_json(config)
     if p.exists():

@@ -13,7 +13,7 @@ from .evaluate import pick_engine, samples_for
 from .stats import evaluate_with_se
 from .curves import CURVE_COLUMNS
 from .config import SFTSpec, EvalSpec
-from .runs import Run, train_run, flag_unstable, eval_rows, checkpoint_step
+from .runs import Run, train_run, flag_unstable, eval_rows, checkpoint_step, is_writer
 
 # %% auto #0
 __all__ = ['to_sft_dataset', 'read_metrics', 'loss_curve', 'sft_curve_rows', 'checkpoints', 'resumable', 'SFTRecorder',
@@ -76,11 +76,12 @@ class SFTRecorder(TrainerCallback):
         self.run, self.step_flops, self.benchmarks = run, step_flops, benchmarks
         self.eval_kw, self.stop_after, self.val, self.train_loss = eval_kw or {}, stop_after, {}, None
         self.t0 = self.step0 = self.trainer = None
+        self.record_start, self.origin = False, None  # set by run_sft: write the step-0 record at eval_on_start
 
     def record(self, step, val_loss, model, tokenizer, checkpoint, epoch=0.0):
         "Score the model and append one record"
         scores = evaluate_with_se(model, tokenizer, self.benchmarks, **self.eval_kw) if self.benchmarks else {}
-        secs = time.time() - self.t0 if self.t0 else 0.0
+        secs = time.time() - self.t0 if self.t0 and step > self.step0 else 0.0
         rec = dict(event='eval', stage='sft', step=step, exaflops=step * self.step_flops / EXA, val_loss=val_loss, scores=scores,
                    train_loss=self.train_loss, epoch=epoch, seconds=round(secs, 2),
                    sec_per_step=round(secs / (step - self.step0), 4) if self.t0 and step > self.step0 else None,
@@ -94,8 +95,11 @@ class SFTRecorder(TrainerCallback):
     def on_train_begin(self, args, state, control, **kw): self.t0, self.step0 = time.time(), state.global_step
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and 'loss' in logs: self.train_loss = float(logs['loss'])
-    def on_evaluate(self, args, state, control, metrics=None, **kw):
+    def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kw):
         v = self.val[state.global_step] = float(metrics['eval_loss'])
+        if self.record_start and state.global_step == 0:  # eval_on_start: the start model, as prepared for training
+            self.record_start = False
+            self.record(0, v, model, processing_class, self.origin)
         if not math.isfinite(v) and self.trainer is not None: flag_unstable(self.trainer, f"non-finite validation loss {v}", state.global_step)
         self._stop_if_unstable(control)
     def on_step_end(self, args, state, control, **kw):
@@ -108,7 +112,7 @@ class SFTRecorder(TrainerCallback):
         eng = self.eval_kw.get('engine', 'auto')
         target = ck.resolve() if isinstance(eng, str) and self.benchmarks and pick_engine(eng) == 'vllm' else model  # vLLM reads the folder
         self.record(step, self.val.get(step), target, processing_class, ck.relative_to(self.run.path), epoch=state.epoch)
-        _drop_optimizer_state(self.run.path, step)
+        if is_writer(): _drop_optimizer_state(self.run.path, step)  # rank 0's files: another rank must not delete them
 
 # %% ../nbs/10_sft.ipynb #e9f9716a
 def _load(model_or_path, tokenizer):
@@ -181,8 +185,11 @@ def run_sft(model_path_or_model,  # a saved model folder (the base / an earlier 
         rec.trainer = trainer
         for cb in [rec, *(callbacks or [])]: trainer.add_callback(cb)
         if eval_start and ckpt is None:
-            rec.record(0, trainer.evaluate()['eval_loss'], model, tok,
-                       str(model_path_or_model) if isinstance(model_path_or_model, (str, Path)) else None)
+            # step 0 is evaluated inside train() (eval_on_start), not by a trainer.evaluate() before it: that prepares the
+            # bare model for evaluation, and accelerate then never wraps it in DDP, so that several processes would each
+            # train a replica of their own on their shard of the data without averaging gradients (issue 13)
+            trainer.args.eval_on_start, rec.record_start = True, True
+            rec.origin = str(model_path_or_model) if isinstance(model_path_or_model, (str, Path)) else None
         return trainer
     return train_run(run, build, resume, resumable(run))
 
