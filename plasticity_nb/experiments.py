@@ -4,20 +4,20 @@
 
 # %% ../nbs/15_experiments.ipynb #d85b0463
 from __future__ import annotations
-import json, math
+import json
 from pathlib import Path
 import numpy as np, pandas as pd
 from .config import Profile, SCHEMA, spec, spec_fields, sft_spec, identity
 from . import runs as R, data, models, sft, rl, ceiling, paper
-from .stats import STAT_KEYS, claim_row, combined_se
+from .stats import STAT_KEYS, claim_row, combined_se, fisher_z
 from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
 __all__ = ['MIN_FIT_POINTS', 'PARADIGMS', 'preflight', 'world', 'with_family', 'base_model', 'sft_run', 'sft_records',
-           'sft_regimes', 'pick_branches', 'rl_run', 'branch_points', 'branch_run', 'sequential', 'own_datasets',
-           'sequential_runs', 'branches_from_curves', 'fit_curves', 'val_curves', 'correlation', 'ceiling_vs_loss',
-           'fitted_points', 'sequential_claims', 'correlation_claim', 'stronger', 'paradigm_run', 'paradigm_curves',
-           'paradigm_ceilings']
+           'sft_regimes', 'pick_branches', 'rl_run', 'branch_points', 'branch_run', 'pure_rl_run', 'sequential',
+           'own_datasets', 'sequential_runs', 'branches_from_curves', 'fit_curves', 'val_curves', 'correlation',
+           'ceiling_vs_loss', 'fitted_points', 'sequential_claims', 'correlation_claim', 'stronger', 'paradigm_run',
+           'paradigm_curves', 'paradigm_ceilings']
 
 # %% ../nbs/15_experiments.ipynb #f84cbf94
 def preflight(prof:Profile):
@@ -131,6 +131,10 @@ def branch_run(prof:Profile, bp, algo:str='dapo', seed:int|None=None)->R.Run:
     "The RL run (made or reused) from one branch point (a row of `branch_points`)"
     return rl_run(prof, bp.checkpoint, dict(sft_run=bp.sft_run, branch_step=int(bp.step)), algo=algo, seed=seed)
 
+def pure_rl_run(prof:Profile, algo:str='dapo', seed:int|None=None)->R.Run:
+    "Pure-RL: the RL run (made or reused) from the base model"
+    return rl_run(prof, base_model(prof), dict(base=True), algo=algo, seed=seed)
+
 def sequential(prof:Profile, dataset:str,
                branches:list[int]|int=3,  # SFT steps to branch from, or how many to pick across the regimes
                pure_rl:bool=True,  # also RL from the base model
@@ -145,7 +149,7 @@ def sequential(prof:Profile, dataset:str,
             parts.append(_rl_curve(run, dataset, 'sft_then_rl', int(bp.step), bp.exaflops, prof['seed'] if seed is None else seed))
     if pure_rl:
         for seed in seeds:
-            run = rl_run(prof, base_model(prof), dict(base=True), algo=algo, seed=seed)
+            run = pure_rl_run(prof, algo, seed)
             parts.append(_rl_curve(run, dataset, 'pure_rl', 0, 0.0, prof['seed'] if seed is None else seed))
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
 
@@ -310,11 +314,10 @@ def correlation_claim(r:dict  # `correlation(...)`: pearson, spearman, n (NaN wi
                      )->dict:
     "The claim row 'the minimum SFT validation loss predicts the ceiling': Fisher z of -Pearson r against its SE 1/sqrt(n-3)"
     n, pr = int(r.get('n', 0)), float(r.get('pearson', float('nan')))
-    eff = math.atanh(-float(np.clip(pr, -0.999999, 0.999999))) if math.isfinite(pr) else float('nan')
-    se = 1 / math.sqrt(n - 3) if n > 3 else float('nan')  # fewer than 4 data sets: no error bar, never 'reproduced'
+    eff, se = fisher_z(pr, n)  # fewer than 4 data sets: no error bar, never 'reproduced'
     ours = f"r = {pr:.2f}, rho = {r.get('spearman', float('nan')):.2f} over {n} data sets" + (f" ({r['reason']})" if 'reason' in r else '')
     return claim_row('claim: the minimum SFT validation loss predicts the ceiling (Fisher z of -r)', ours,
-                     f"r {paper.FIG8A['pearson']:.2f}, rho {paper.FIG8A['spearman']:.2f}", eff, se)
+                     paper.CLAIMS['loss_predicts_ceiling'], eff, se)
 
 # %% ../nbs/15_experiments.ipynb #b4b15f84
 PARADIGMS = ('sft', 'grpo', 'dapo_d', 'upt', 'luffy', 'srft', 'prefix_rft')
