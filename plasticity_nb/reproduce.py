@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from .config import load_profile, find_settings, SettingsError, set_offline, Profile
+from .runs import SHARE_ENV
 
 # %% auto #0
 __all__ = ['FIGURES', 'atomic_path', 'save_table', 'save_figure', 'save_report', 'check_out_dir', 'Figure', 'register_figure',
@@ -299,7 +300,7 @@ def run_batch(profile:str|None=None, only=None, out_dir=None, settings=None, par
     prof, out = figure_setup(profile or os.environ.get('PLASTICITY_PROFILE') or 'tiny', out_dir, settings)
     if only is None and prof['figures']: figs = select_figures(prof['figures'])  # the profile's batch
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(k, threads)  # the kernels inherit them
+    os.environ.setdefault(SHARE_ENV, str(os.cpu_count() or 1))  # CPU trainings side by side share the cores (runs.share_threads)
     outcomes, started, cancel = {}, set(), threading.Event()
     bar = tqdm(total=len(figs), desc=f'reproduce [{prof.name}]', unit='nb', file=sys.stderr)
     def one(fig):

@@ -11,9 +11,10 @@ try: import fcntl
 except ImportError: fcntl = None  # no locking where flock is missing
 
 # %% auto #0
-__all__ = ['canonical_json', 'run_id', 'write_atomic', 'parse_jsonl', 'process_rank', 'process_count', 'is_writer',
-           'checkpoint_step', 'Run', 'run_dir', 'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows',
-           'diverged', 'flag_unstable', 'run_summary', 'checkpoint_state', 'train_run']
+__all__ = ['ACTIVE_DIR', 'SHARE_ENV', 'canonical_json', 'run_id', 'write_atomic', 'parse_jsonl', 'process_rank', 'process_count',
+           'is_writer', 'checkpoint_step', 'Run', 'run_dir', 'open_run', 'ensure', 'find_runs', 'eval_rows',
+           'curve_rows', 'diverged', 'flag_unstable', 'run_summary', 'active_trainings', 'registered_training',
+           'share_threads', 'cpu_share_callback', 'checkpoint_state', 'train_run']
 
 # %% ../nbs/13_runs.ipynb #d5f3e6a7
 def _plain(o):
@@ -335,6 +336,47 @@ def finish(self:Run, steps:int, seconds_per_step:float|None=None,
     self.mark_unstable(reason, step, s)
     return {**s, 'reason': reason}
 
+# %% ../nbs/13_runs.ipynb #7fc4ccfe
+ACTIVE_DIR = Path(tempfile.gettempdir())/'plasticity_nb-trainings'  # one file per training process that shares the cores
+SHARE_ENV = 'PLASTICITY_SHARE_CPUS'  # the number of cores the trainings of this machine share (unset: no sharing)
+
+def _alive(pid:int)->bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass  # it exists, under another user
+    return True
+
+def active_trainings(d=None)->int:
+    "How many registered trainings are alive (entries of dead processes are removed)"
+    n = 0
+    for p in Path(d or ACTIVE_DIR).glob('*'):
+        if not p.name.isdigit(): continue
+        if _alive(int(p.name)): n += 1
+        else: p.unlink(missing_ok=True)
+    return n
+
+@contextlib.contextmanager
+def registered_training(d=None):
+    "Count this process among the active trainings while the block runs"
+    p = Path(d or ACTIVE_DIR)/str(os.getpid())
+    p.parent.mkdir(parents=True, exist_ok=True); p.touch()
+    try: yield p
+    finally: p.unlink(missing_ok=True)
+
+def share_threads(cpus:int, d=None)->int:
+    "Set torch's threads to this training's share, cpus // (trainings alive), at least 1; returns it"
+    import torch
+    n = max(1, cpus // max(1, active_trainings(d)))
+    if n != torch.get_num_threads(): torch.set_num_threads(n)
+    return n
+
+def cpu_share_callback(cpus:int, d=None):
+    "A TrainerCallback that calls `share_threads` before every optimizer step"
+    from transformers import TrainerCallback
+    class ShareCPUs(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw): share_threads(cpus, d)
+    return ShareCPUs()
+
 # %% ../nbs/13_runs.ipynb #772160bd
 def checkpoint_state(ckpt)->dict|None:
     "The `trainer_state.json` of a checkpoint folder (None for None)"
@@ -352,7 +394,11 @@ def train_run(run:Run,
     st = checkpoint_state(ck)
     if st and st['global_step'] >= st.get('max_steps', math.inf): return run.finish(st['global_step'])  # killed after its last checkpoint, before DONE
     trainer, t0, start = build(ck), time.time(), st['global_step'] if st else 0
-    try: trainer.train(resume_from_checkpoint=str(ck) if ck else None)
+    on_cpu = str(getattr(getattr(trainer, 'args', None), 'device', '')) == 'cpu'
+    cpus = int(os.environ.get(SHARE_ENV) or 0) if on_cpu else 0
+    if cpus: trainer.add_callback(cpu_share_callback(cpus))
+    try:
+        with registered_training() if cpus else contextlib.nullcontext(): trainer.train(resume_from_checkpoint=str(ck) if ck else None)
     except RuntimeError as e:
         if not diverged(e): raise
         flag_unstable(trainer, f"generation failed: {str(e)[:200]}")
