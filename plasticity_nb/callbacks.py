@@ -44,18 +44,27 @@ class RegimeCallback(_Logged):
     "For SFTTrainer: the SFT regime at each evaluation (paper 6.2.1) logged beside eval_loss; a log line when Stable begins"
     def __init__(self, delta:float=0.02, delta2:float=0.1, loss_key:str='eval_loss'):
         self.delta, self.delta2, self.loss_key = delta, delta2, loss_key
-        self.steps, self.losses, self.stable_step, self.trainer = [], [], None, None
+        self.steps, self.losses, self.calls, self.stable_step, self.trainer = [], [], [], None, None
+
+    def observe(self, step:int, loss:float)->dict:
+        "Add one validation loss; the log keys: regime, regime_code, val_loss_min, val_loss_over_min"
+        self.steps.append(step); self.losses.append(float(loss))
+        r = online_regime(self.losses, self.delta, self.delta2); lmin = min(self.losses)
+        self.calls.append(r)
+        if r == 'stable' and self.stable_step is None: self.stable_step = step
+        return dict(regime=r, regime_code=REGIMES.index(r), val_loss_min=lmin, val_loss_over_min=self.losses[-1] / lmin - 1)
+
+    def regime_at(self, step:int)->str|None:
+        "The regime called at `step` (None if no loss was seen there)"
+        return dict(zip(self.steps, self.calls)).get(step)
 
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or self.loss_key not in logs or not math.isfinite(float(logs[self.loss_key])): return
-        self.steps.append(state.global_step); self.losses.append(float(logs[self.loss_key]))
-        r = online_regime(self.losses, self.delta, self.delta2); lmin = min(self.losses)
-        self._extend(state, logs, dict(regime=r, regime_code=REGIMES.index(r), val_loss_min=lmin, val_loss_over_min=self.losses[-1] / lmin - 1))
-        if r == 'stable' and self.stable_step is None:
-            self.stable_step = state.global_step
-            if state.is_world_process_zero:
-                log.warning(f"Stable regime begins at step {state.global_step}: {self.loss_key} {self.losses[-1]:.4f} within "
-                            f"{self.delta:.0%} of its minimum {lmin:.4f} for two evaluations; the paper switches to RL here")
+        was_stable = self.stable_step is not None
+        self._extend(state, logs, self.observe(state.global_step, logs[self.loss_key]))
+        if self.stable_step is not None and not was_stable and state.is_world_process_zero:
+            log.warning(f"Stable regime begins at step {state.global_step}: {self.loss_key} {self.losses[-1]:.4f} within "
+                        f"{self.delta:.0%} of its minimum {min(self.losses):.4f} for two evaluations; the paper switches to RL here")
 
 # %% ../nbs/26_callbacks.ipynb #cb390aa2
 class CeilingCallback(_Logged):

@@ -16,8 +16,8 @@ from .curves import CURVE_COLUMNS, overall_score
 __all__ = ['MIN_FIT_POINTS', 'PARADIGMS', 'preflight', 'world', 'with_family', 'base_model', 'sft_run', 'sft_records',
            'sft_regimes', 'pick_branches', 'rl_run', 'branch_points', 'branch_run', 'pure_rl_run', 'sequential',
            'own_datasets', 'sequential_runs', 'branches_from_curves', 'fit_curves', 'val_curves', 'correlation',
-           'ceiling_vs_loss', 'fitted_points', 'sequential_claims', 'correlation_claim', 'stronger', 'paradigm_run',
-           'paradigm_curves', 'paradigm_ceilings']
+           'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'sequential_claims', 'correlation_claim', 'stronger',
+           'paradigm_run', 'paradigm_curves', 'paradigm_ceilings']
 
 # %% ../nbs/15_experiments.ipynb #f84cbf94
 def preflight(prof:Profile):
@@ -264,6 +264,18 @@ def fitted_points(df:pd.DataFrame, fits:pd.DataFrame, n:int=100)->tuple[pd.DataF
         cur.append(pd.DataFrame(dict(dataset=b['scene'], ckpt=b['ckpt'], x=xs, y_fit=f.p_sft + sigmoid_gain(xs, f.pl_rl, f.c_mid, f.b, f.eps))))
     cur = pd.concat(cur, ignore_index=True) if cur else pd.DataFrame(columns=['dataset', 'ckpt', 'x', 'y_fit'])
     return pd.concat(pts, ignore_index=True), cur
+
+# %% ../nbs/15_experiments.ipynb #ab202f7b
+def live_forecasts(run:R.Run)->pd.DataFrame:
+    "The A_post forecast of every RL evaluation of `run`: step, x (exaflops), score, a_post, its 68%/95% bounds, x95, logged"
+    from plasticity_nb.callbacks import CeilingCallback
+    cb, rows = CeilingCallback(), []
+    for r in R.eval_rows(run):
+        if 'overall' not in r['scores']: continue
+        replayed, logged = cb.observe(r['exaflops'], r['scores']['overall']), r.get('ceiling')
+        f = logged or {k[len(cb.prefix):]: v for k, v in replayed.items()}
+        rows.append(dict(run=run.name, step=r['step'], x=r['exaflops'], score=r['scores']['overall'], **f, logged=bool(logged)))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/15_experiments.ipynb #476fe209
 def _sft_peak(df:pd.DataFrame)->tuple[float, float]:

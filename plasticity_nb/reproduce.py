@@ -77,7 +77,6 @@ FIGURES = {f.name: f for f in [
     Figure('retu_table4', "Table 4: fitted eps, PL_rl, C_mid, B, P_sft, A_post per branch (authors' data)"),
     Figure('retu_fig3', "Fig 3: A_post, P_sft, PL_rl vs SFT compute per data set (authors' data)"),
     Figure('retu_fig8', "Fig 8: ceiling vs minimum validation loss; fitted RL curves (authors' data)"),
-    Figure('forecast_backtest', "Forecast of A_post from the first part of each RL curve: error and interval coverage vs fraction seen (authors' data)"),
     Figure('fig3', 'Fig 3: A_post, P_sft, PL_rl and validation loss vs SFT compute, regimes shaded (own runs)', 'train'),
     Figure('rl_headroom', 'Diagnostics: per-difficulty greedy / pass@1 / pass@k before and after RL, policy-gradient signal-to-noise (own runs)', 'train'),
     Figure('fig5_table1', 'Fig 5 / Table 1: the Llama-family model: max P_post and min validation loss per data set', 'train'),
@@ -85,6 +84,8 @@ FIGURES = {f.name: f for f in [
     Figure('fig7_table5', 'Fig 7 / Table 5: the data-scale series', 'train'),
     Figure('table4', 'Table 4: fitted ceiling of every branch (own runs)', 'train'),
     Figure('fig8', 'Fig 8: ceiling vs minimum validation loss; fitted branch curves (own runs)', 'train'),
+    Figure('forecast_backtest', "Forecast of A_post from the first part of each RL curve: error and interval coverage vs fraction seen "
+           "(authors' data, own runs), and the own runs' live forecasts", 'retu', params=dict(own_runs=True)),
     Figure('fig4', 'Fig 4: out-of-domain scores (task families never trained on) along SFT and along RL (own runs)', 'train'),
     Figure('fig2', 'Fig 2: SFT, Pure-RL and synchronized SFT-RL on the MIX set, three starting points, seeds', 'train'),
     Figure('fig6', 'Fig 6: the paradigms trained directly on the full SFT set', 'train', 'fig2',

@@ -8,12 +8,13 @@ import contextlib, dataclasses, json, math, os, random, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch
-from transformers import TrainerCallback, PrinterCallback
+from transformers import Trainer, TrainerCallback, PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import shuffle_sequence_dict
 from .flops import EXA, ModelDims, dapo_step_flops, grpo_step_flops
 from .config import RLSpec
-from .runs import Run, write_atomic, train_run, flag_unstable as _flag_unstable
+from .runs import Run, write_atomic, train_run, eval_rows, flag_unstable as _flag_unstable
+from .callbacks import CeilingCallback
 from fastcore.basics import patch
 
 # %% auto #0
@@ -345,15 +346,25 @@ class RunLogger(TrainerCallback):
     "Writes the trainer's logs and the evaluations into a run's metrics.jsonl; stops a run flagged unstable"
     def __init__(self, run:Run,
                  evaluate_fn=None,  # evaluate_fn(model, tokenizer) -> {benchmark: points, 'overall': points}
-                 eval_every:int=10, stage:str='rl'):
-        self.run, self.evaluate_fn, self.eval_every, self.stage, self.trainer = run, evaluate_fn, eval_every, stage, None
+                 eval_every:int=10, stage:str='rl',
+                 ceiling=None  # a `callbacks.CeilingCallback` (score_key 'eval_overall', x_key 'eval_exaflops') registered on the trainer
+                ):
+        self.run, self.evaluate_fn, self.eval_every, self.stage, self.trainer, self.ceiling = run, evaluate_fn, eval_every, stage, None, ceiling
 
     def _evaluate(self, state, model, tokenizer):
         if self.evaluate_fn is None or not state.is_world_process_zero: return
         t0 = time.time()
         with rng_isolated(): scores = self.evaluate_fn(model, tokenizer)
-        self.run.append_metrics(dict(step=state.global_step, event='eval', stage=self.stage,
-                                     exaflops=self.trainer.rl_flops / EXA, scores=scores, eval_seconds=time.time() - t0))
+        row = dict(step=state.global_step, event='eval', stage=self.stage, exaflops=self.trainer.rl_flops / EXA, scores=scores,
+                   eval_seconds=time.time() - t0)
+        if self.ceiling is not None and 'overall' in scores:
+            logs, control = {'eval_overall': scores['overall'], 'eval_exaflops': row['exaflops']}, self.trainer.control
+            should_log = control.should_log  # the step's own train log is still due after this one
+            Trainer.log(self.trainer, logs)  # the base Trainer's log: the entry reaches log_history, report_to and the CeilingCallback,
+            control.should_log = should_log  # while GRPO's metric buffers stay for the step's own train log
+            p = self.ceiling.prefix
+            row['ceiling'] = {k[len(p):]: v for k, v in logs.items() if k.startswith(p)}
+        self.run.append_metrics(row)
 
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
         if state.global_step == 0: self._evaluate(state, model, processing_class)
@@ -366,7 +377,7 @@ class RunLogger(TrainerCallback):
             self._evaluate(state, model, processing_class)
 
     def on_log(self, args, state, control, logs=None, **kw):
-        if not state.is_world_process_zero or not logs or 'train_runtime' in logs: return
+        if not state.is_world_process_zero or not logs or 'train_runtime' in logs or 'eval_overall' in logs: return  # evaluations: `_evaluate` writes them
         self.run.append_metrics(dict(step=state.global_step, event='train', stage=self.stage, **logs))
 
 # %% ../nbs/11_rl.ipynb #694833b7
@@ -395,6 +406,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
            evaluate_fn=None,  # evaluate_fn(model, tokenizer) -> scores (None: evaluate.evaluate on `benchmarks`)
            callbacks:list|None=None,  # extra TrainerCallbacks
            eval_batch_size:int=256,
+           ceiling_prior=None,  # `forecast.pooled_prior` of sibling branches for the live A_post forecast (None: the weak default)
            **kw  # fields of `spec` to set otherwise (lr=..., steps=...); any other DAPOConfig field (collapse_patience, ...)
           )->dict:
     "Train one GRPO / DAPO run into `out_dir` (`runs.train_run`), evaluating every `eval_every` steps; returns the summary also stored in DONE"
@@ -427,6 +439,10 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
         trainer = with_rollout_engine(DAPOTrainer, engine)(model=model, reward_funcs=funcs, args=args, train_dataset=data,
                                                           processing_class=tok, callbacks=[logger, *(callbacks or [])])
         logger.trainer = trainer
+        if ev is not None:  # the forecast of A_post, live: in the trainer's logs and in each evaluation row of metrics.jsonl
+            logger.ceiling = CeilingCallback(score_key='eval_overall', x_key='eval_exaflops', prior=ceiling_prior).add_to(trainer)
+            for r in eval_rows(run) if ckpt else []:  # resumed: replay the evaluations before the checkpoint
+                if 'overall' in r['scores']: logger.ceiling.observe(r['exaflops'], r['scores']['overall'])
         trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
         return trainer
     return train_run(run, build, resume)

@@ -14,6 +14,7 @@ from .stats import evaluate_with_se
 from .curves import CURVE_COLUMNS
 from .config import SFTSpec, EvalSpec
 from .runs import Run, train_run, flag_unstable, eval_rows, checkpoint_step, is_writer
+from .callbacks import RegimeCallback
 
 # %% auto #0
 __all__ = ['to_sft_dataset', 'read_metrics', 'loss_curve', 'sft_curve_rows', 'checkpoints', 'resumable', 'SFTRecorder',
@@ -77,6 +78,7 @@ class SFTRecorder(TrainerCallback):
         self.eval_kw, self.stop_after, self.val, self.train_loss = eval_kw or {}, stop_after, {}, None
         self.t0 = self.step0 = self.trainer = None
         self.record_start, self.origin = False, None  # set by run_sft: write the step-0 record at eval_on_start
+        self.regimes = None  # a `callbacks.RegimeCallback` on the same trainer: its call goes into each record
 
     def record(self, step, val_loss, model, tokenizer, checkpoint, epoch=0.0):
         "Score the model and append one record"
@@ -86,6 +88,7 @@ class SFTRecorder(TrainerCallback):
                    train_loss=self.train_loss, epoch=epoch, seconds=round(secs, 2),
                    sec_per_step=round(secs / (step - self.step0), 4) if self.t0 and step > self.step0 else None,
                    checkpoint=str(checkpoint) if checkpoint else None)
+        if self.regimes is not None: rec['regime'] = self.regimes.regime_at(step)  # the live call (the figures shade with hindsight)
         self.run.append_metrics(rec)
         return rec
 
@@ -184,6 +187,9 @@ def run_sft(model_path_or_model,  # a saved model folder (the base / an earlier 
         rec = SFTRecorder(run, step_flops, benchmarks, eval_kw, stop_after)
         rec.trainer = trainer
         for cb in [rec, *(callbacks or [])]: trainer.add_callback(cb)
+        rec.regimes = RegimeCallback().add_to(trainer)  # the regime, live, in the trainer's logs and in each record
+        for r in read_metrics(run.path) if ckpt else []:  # resumed: replay the losses recorded up to the checkpoint
+            if r.get('val_loss') is not None: rec.regimes.observe(r['step'], r['val_loss'])
         if eval_start and ckpt is None:
             # step 0 is evaluated inside train() (eval_on_start), not by a trainer.evaluate() before it: that prepares the
             # bare model for evaluation, and accelerate then never wraps it in DDP, so that several processes would each

@@ -77,3 +77,28 @@ def test_grpo_log_history_carries_the_forecast(tok, tmp_path):
     assert fc[-1]['ceiling/a_post'] == pytest.approx(ref.a_post) and fc[-1]['ceiling/x95'] == pytest.approx(ref.x95)
     reported = [l.get('ceiling/a_post') for l in seen.logs if 'eval_reward' in l]  # the integrations saw step 0 too
     assert reported == [None] + [e.get('ceiling/a_post') for e in evals]
+
+
+def test_own_rl_run_logs_the_forecast(tmp_path):
+    "run_rl registers a CeilingCallback: each evaluation row of metrics.jsonl and the trainer's log history carry the forecast"
+    import json
+    from plasticity_nb.rl import run_rl
+    from plasticity_nb.runs import Run, eval_rows
+    tok = build_tokenizer(); base = tmp_path/'base'
+    build_model('qwen2', tok, **{**TINY, 'max_len': 64}).save_pretrained(base); tok.save_pretrained(base)
+    bench = dict(small=[dict(prompt=f'{a}+1=', answer=str(a + 1)) for a in range(4)])
+    rows = [dict(prompt=f'{a}+{b}=', answer=str(a + b)) for a in range(4) for b in range(3)]
+    run_rl(base, rows, tmp_path/'run', algo='grpo', lr=1e-2, batch=2, group_size=2, steps=4, eval_every=1, benchmarks=bench,
+           max_new_tokens=4, temperature=1.0, reward_funcs=[has_digit], eval_batch_size=8)
+    ev = eval_rows(Run(tmp_path/'run'))
+    assert [r['step'] for r in ev] == [0, 1, 2, 3, 4] and [bool(r.get('ceiling')) for r in ev] == [False] * 3 + [True] * 2
+    x, y = [r['exaflops'] for r in ev], [r['scores']['overall'] for r in ev]
+    ref = forecast_branch(x, [v - y[0] for v in y], y[0])  # the whole logged curve, forecast directly
+    last = ev[-1]['ceiling']
+    assert last['a_post'] == pytest.approx(ref.a_post) and last['x95'] == pytest.approx(ref.x95)
+    assert last['a_post_lo95'] <= last['a_post_lo68'] <= last['a_post'] <= last['a_post_hi68'] <= last['a_post_hi95']
+    hist = json.loads((tmp_path/'run'/'checkpoints'/'checkpoint-4'/'trainer_state.json').read_text())['log_history']
+    logged = [e for e in hist if 'eval_overall' in e]  # the evaluations went through the trainer's log (report_to sees them)
+    assert [e['step'] for e in logged] == [0, 1, 2, 3, 4] and logged[-1]['ceiling/a_post'] == pytest.approx(last['a_post'])
+    train = [r for r in Run(tmp_path/'run').read_metrics() if r['event'] == 'train']
+    assert [r['step'] for r in train] == [1, 2, 3, 4] and all('reward' in r and 'eval_overall' not in r for r in train)

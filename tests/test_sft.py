@@ -9,6 +9,7 @@ from plasticity_nb.models import build_tokenizer, build_model, load_local
 from plasticity_nb.flops import ModelDims, sft_step_flops, EXA
 from plasticity_nb.curves import check_curves
 from plasticity_nb.tasks import build_world
+from plasticity_nb.callbacks import online_regime
 
 @pytest.fixture(scope='module')
 def world(): return build_world(dict(world_full=24, world_subset=5, world_s1k=5, world_val=6, world_rl=5, world_bench_scale=0.03), 0)
@@ -52,6 +53,9 @@ def test_small_run(world, tok, base, tmp_path):
     # val loss at every checkpoint, decreasing from the untrained start
     assert all(isinstance(r['val_loss'], float) and r['val_loss'] > 0 for r in recs)
     assert recs[-1]['val_loss'] < recs[0]['val_loss'] - 0.5
+    # the live regime (callbacks.RegimeCallback on the trainer): the paper's rule with the minimum loss so far
+    L = [r['val_loss'] for r in recs]
+    assert [r['regime'] for r in recs] == [online_regime(L[:i + 1]) for i in range(len(L))]
     # compute: 3 B S F(S) per step with S measured by hand
     S = sum(len(r['prompt'] + r['completion']) + 2 for r in world['full']) / len(world['full'])
     m, _ = load_local(base)
@@ -86,6 +90,7 @@ def test_resume_matches_uninterrupted(world, base, tmp_path):
     full, res = read_metrics(tmp_path/'a'), read_metrics(tmp_path/'b')
     assert s['status'] == 'done' and [r['step'] for r in res] == [0, 3, 6, 9]
     for x, y in zip(full, res): assert abs(x['val_loss'] - y['val_loss']) < 1e-5 and x['exaflops'] == pytest.approx(y['exaflops'])
+    assert [r['regime'] for r in res] == [r['regime'] for r in full]  # the resumed run replayed the losses before its checkpoint
     ma, _ = load_local(tmp_path/'a'/'checkpoints'/'checkpoint-9'); mb, _ = load_local(tmp_path/'b'/'checkpoints'/'checkpoint-9')
     for (n, pa), pb in zip(ma.named_parameters(), mb.parameters()): assert torch.allclose(pa, pb, atol=1e-6), n
 
