@@ -200,3 +200,22 @@ def test_failing_notebook_fails_the_batch_and_leaves_nothing_half_written(tmp_pa
     assert o.status == 'failed' and 'bad parameter x' in o.reason
     assert not (tmp_path/'o'/'boom.ipynb').exists() and (tmp_path/'o'/'boom.failed.ipynb').exists()
     assert not list((tmp_path/'o').glob('*.part*'))
+
+
+def test_batch_kernels_get_their_share_of_threads(tmp_path, monkeypatch):
+    "Each notebook's kernel inherits cpu_count // jobs OpenMP threads (more would oversubscribe the cores: spinning OpenMP teams"
+    " made a smoke batch ~40x slower) and the core count the trainings share"
+    from unittest import mock
+    from plasticity_nb.runs import SHARE_ENV
+    s = _settings(tmp_path, tmp_path/'cache')
+    seen = []
+    def fake_run(fig, prof, out, params=None, cancel=None):
+        seen.append({k: os.environ.get(k) for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', SHARE_ENV)})
+        return R.Outcome(fig.name, 'ran', 0.0)
+    monkeypatch.setattr(R, 'run_figure', fake_run)
+    env = {k: v for k, v in os.environ.items() if k not in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', SHARE_ENV)}
+    with mock.patch.dict(os.environ, env, clear=True):
+        R.run_batch('tiny', only='retu_table4,retu_fig3', out_dir=tmp_path/'o', settings=s, jobs=2)
+    n = str(os.cpu_count())
+    t = str(max(1, os.cpu_count() // 2))
+    assert seen == [dict(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, **{SHARE_ENV: n})] * 2
