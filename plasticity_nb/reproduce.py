@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from .config import load_profile, find_settings, SettingsError, set_offline, Profile
-from .runs import SHARE_ENV
+from .runs import SHARE_ENV, register_busy
 
 # %% auto #0
 __all__ = ['FIGURES', 'atomic_path', 'save_table', 'save_figure', 'save_report', 'check_out_dir', 'Figure', 'register_figure',
@@ -121,6 +121,7 @@ def figure_setup(profile:str='tiny',  # settings.ini profile
         if v is not None and not isinstance(v, (str, os.PathLike)):
             raise TypeError(f"parameter {k}={v!r}: expected a string (path or profile name), got {type(v).__name__}")
     set_offline()
+    if int(os.environ.get(SHARE_ENV) or 0): register_busy()  # a notebook of a batch: it counts among the processes that share the cores
     prof = load_profile(profile, path=settings, **overrides)
     return prof, check_out_dir(Path(out_dir) if out_dir else prof.out_dir())
 

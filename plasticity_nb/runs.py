@@ -12,9 +12,9 @@ except ImportError: fcntl = None  # no locking where flock is missing
 
 # %% auto #0
 __all__ = ['ACTIVE_DIR', 'SHARE_ENV', 'canonical_json', 'run_id', 'write_atomic', 'parse_jsonl', 'process_rank', 'process_count',
-           'is_writer', 'checkpoint_step', 'Run', 'run_dir', 'open_run', 'ensure', 'find_runs', 'eval_rows',
-           'curve_rows', 'diverged', 'flag_unstable', 'run_summary', 'active_trainings', 'registered_training',
-           'share_threads', 'cpu_share_callback', 'checkpoint_state', 'train_run']
+           'is_writer', 'checkpoint_step', 'Run', 'busy_processes', 'register_busy', 'busy', 'waiting', 'share_threads',
+           'cpu_share_callback', 'run_dir', 'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows', 'diverged',
+           'flag_unstable', 'run_summary', 'checkpoint_state', 'train_run']
 
 # %% ../nbs/13_runs.ipynb #d5f3e6a7
 def _plain(o):
@@ -220,6 +220,64 @@ def mark_unstable(self:Run, reason:str,  # what happened, e.g. 'NaN loss at step
     self.append_metrics(dict(step=-1 if step is None else step, event='unstable', reason=reason))
     self.mark_done({**(summary or {}), 'status': 'unstable', 'reason': reason})
 
+# %% ../nbs/13_runs.ipynb #7fc4ccfe
+ACTIVE_DIR = Path(tempfile.gettempdir())/'plasticity_nb-busy'  # one file per busy process of the batches on this machine
+SHARE_ENV = 'PLASTICITY_SHARE_CPUS'  # the number of cores the busy processes share (unset or 0: no sharing)
+
+def _alive(pid:int)->bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass  # it exists, under another user
+    return True
+
+def busy_processes(d=None)->int:
+    "How many registered processes are alive and not waiting (the entries of dead processes are removed)"
+    n = 0
+    for p in Path(d or ACTIVE_DIR).glob('*'):
+        if not p.name.isdigit(): continue  # '<pid>.wait': read with its process's entry
+        w = p.with_name(p.name + '.wait')
+        if not _alive(int(p.name)): p.unlink(missing_ok=True); w.unlink(missing_ok=True)
+        elif not w.exists(): n += 1
+    return n
+
+def register_busy(d=None)->Path:
+    "Count this process as busy until it exits"
+    p = Path(d or ACTIVE_DIR)/str(os.getpid())
+    p.parent.mkdir(parents=True, exist_ok=True); p.touch()
+    return p
+
+@contextlib.contextmanager
+def busy(d=None):
+    "Count this process as busy while the block runs (a process registered before stays registered)"
+    p = Path(d or ACTIVE_DIR)/str(os.getpid())
+    new = not p.exists()
+    register_busy(d)
+    try: yield p
+    finally:
+        if new: p.unlink(missing_ok=True)
+
+@contextlib.contextmanager
+def waiting(d=None):
+    "While the block runs (blocked on another process), this process does not count as busy"
+    w = Path(d or ACTIVE_DIR)/f'{os.getpid()}.wait'
+    w.parent.mkdir(parents=True, exist_ok=True); w.touch()
+    try: yield
+    finally: w.unlink(missing_ok=True)
+
+def share_threads(cpus:int, d=None)->int:
+    "Set torch's threads to this process's share, cpus // (busy processes), at least 1; returns it"
+    import torch
+    n = max(1, cpus // max(1, busy_processes(d)))
+    if n != torch.get_num_threads(): torch.set_num_threads(n)
+    return n
+
+def cpu_share_callback(cpus:int, d=None):
+    "A TrainerCallback that calls `share_threads` before every optimizer step"
+    from transformers import TrainerCallback
+    class ShareCPUs(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw): share_threads(cpus, d)
+    return ShareCPUs()
+
 # %% ../nbs/13_runs.ipynb #e244250e
 @patch
 @contextlib.contextmanager
@@ -228,9 +286,10 @@ def lock(self:Run, wait:bool=False  # wait for another process to release it ins
     "Hold an exclusive lock on the run folder; raise (or wait) if another process holds it"
     with open(self.path/'.lock', 'w') as f:
         if fcntl is not None:
-            try: fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RuntimeError(f"{self.path}: another process is training this run (it holds {self.path/'.lock'})") from None
+                if not wait: raise RuntimeError(f"{self.path}: another process is training this run (it holds {self.path/'.lock'})") from None
+                with waiting(): fcntl.flock(f, fcntl.LOCK_EX)  # blocked: its cores go to the busy processes
         try: yield self
         finally:
             if fcntl is not None: fcntl.flock(f, fcntl.LOCK_UN)
@@ -336,47 +395,6 @@ def finish(self:Run, steps:int, seconds_per_step:float|None=None,
     self.mark_unstable(reason, step, s)
     return {**s, 'reason': reason}
 
-# %% ../nbs/13_runs.ipynb #7fc4ccfe
-ACTIVE_DIR = Path(tempfile.gettempdir())/'plasticity_nb-trainings'  # one file per training process that shares the cores
-SHARE_ENV = 'PLASTICITY_SHARE_CPUS'  # the number of cores the trainings of this machine share (unset: no sharing)
-
-def _alive(pid:int)->bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: pass  # it exists, under another user
-    return True
-
-def active_trainings(d=None)->int:
-    "How many registered trainings are alive (entries of dead processes are removed)"
-    n = 0
-    for p in Path(d or ACTIVE_DIR).glob('*'):
-        if not p.name.isdigit(): continue
-        if _alive(int(p.name)): n += 1
-        else: p.unlink(missing_ok=True)
-    return n
-
-@contextlib.contextmanager
-def registered_training(d=None):
-    "Count this process among the active trainings while the block runs"
-    p = Path(d or ACTIVE_DIR)/str(os.getpid())
-    p.parent.mkdir(parents=True, exist_ok=True); p.touch()
-    try: yield p
-    finally: p.unlink(missing_ok=True)
-
-def share_threads(cpus:int, d=None)->int:
-    "Set torch's threads to this training's share, cpus // (trainings alive), at least 1; returns it"
-    import torch
-    n = max(1, cpus // max(1, active_trainings(d)))
-    if n != torch.get_num_threads(): torch.set_num_threads(n)
-    return n
-
-def cpu_share_callback(cpus:int, d=None):
-    "A TrainerCallback that calls `share_threads` before every optimizer step"
-    from transformers import TrainerCallback
-    class ShareCPUs(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw): share_threads(cpus, d)
-    return ShareCPUs()
-
 # %% ../nbs/13_runs.ipynb #772160bd
 def checkpoint_state(ckpt)->dict|None:
     "The `trainer_state.json` of a checkpoint folder (None for None)"
@@ -398,7 +416,7 @@ def train_run(run:Run,
     cpus = int(os.environ.get(SHARE_ENV) or 0) if on_cpu else 0
     if cpus: trainer.add_callback(cpu_share_callback(cpus))
     try:
-        with registered_training() if cpus else contextlib.nullcontext(): trainer.train(resume_from_checkpoint=str(ck) if ck else None)
+        with busy() if cpus else contextlib.nullcontext(): trainer.train(resume_from_checkpoint=str(ck) if ck else None)
     except RuntimeError as e:
         if not diverged(e): raise
         flag_unstable(trainer, f"generation failed: {str(e)[:200]}")
