@@ -37,6 +37,7 @@ SCHEMA: dict[str, Setting] = {
     'description': _S('str', '', 'one line on what the profile is', 'profile'),
     'extends': _S('str', '', "another profile whose keys this one starts from (its own keys win)", 'profile'),
     'figures': _S('str', '', "the notebooks of this profile's batch, comma-separated (empty: all)", 'profile'),
+    'share_cores': _S('bool', True, "CPU: trainings of a batch take cpus // (busy notebooks) threads, the last one left all cores (runs.share_threads); off for models too small to gain from a second thread", 'profile'),
     'own_datasets': _S('str', 'full,s1k,easy,uniform,hard', "SFT data sets of the own-run sequential figures (fig3, table4, fig8)", 'profile'),
     'rl_branches': _S('int', 2, 'RL branches per data set in the own-run sequential figures, spread over the SFT regimes', 'profile', _P),
     # where things are

@@ -16,8 +16,8 @@ from .curves import CURVE_COLUMNS, overall_score
 __all__ = ['MIN_FIT_POINTS', 'PARADIGMS', 'preflight', 'world', 'with_family', 'base_model', 'sft_run', 'sft_records',
            'sft_regimes', 'pick_branches', 'rl_run', 'branch_points', 'branch_run', 'pure_rl_run', 'sequential',
            'own_datasets', 'sequential_runs', 'branches_from_curves', 'fit_curves', 'val_curves', 'correlation',
-           'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'sequential_claims', 'correlation_claim', 'stronger',
-           'paradigm_run', 'paradigm_curves', 'paradigm_ceilings']
+           'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'sequential_claims', 'correlation_claim', 'memo',
+           'stronger', 'paradigm_run', 'paradigm_curves', 'paradigm_ceilings']
 
 # %% ../nbs/15_experiments.ipynb #f84cbf94
 def preflight(prof:Profile):
@@ -330,6 +330,15 @@ def correlation_claim(r:dict  # `correlation(...)`: pearson, spearman, n (NaN wi
     ours = f"r = {pr:.2f}, rho = {r.get('spearman', float('nan')):.2f} over {n} data sets" + (f" ({r['reason']})" if 'reason' in r else '')
     return claim_row('claim: the minimum SFT validation loss predicts the ceiling (Fisher z of -r)', ours,
                      paper.CLAIMS['loss_predicts_ceiling'], eff, se)
+
+# %% ../nbs/15_experiments.ipynb #36e92533
+def memo(prof:Profile, kind:str,  # the registry kind, e.g. 'headroom'
+         config:dict,  # everything else the result depends on (model folders, settings); the world's identity is added
+         fn  # fn() -> a JSON-able result
+        ):
+    "fn()'s result, computed once per `config` and kept in the run registry as `<kind>-<id>`: a rerun reads it back"
+    run = R.ensure(prof['runs'], kind, {'kind': kind, **_ids(prof, 'world'), **config}, lambda run: {'result': fn()})
+    return run.summary()['result']
 
 # %% ../nbs/15_experiments.ipynb #b4b15f84
 PARADIGMS = ('sft', 'grpo', 'dapo_d', 'upt', 'luffy', 'srft', 'prefix_rft')

@@ -303,7 +303,7 @@ def run_batch(profile:str|None=None, only=None, out_dir=None, settings=None, par
     if only is None and prof['figures']: figs = select_figures(prof['figures'])  # the profile's batch
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(k, threads)  # the kernels inherit them
-    os.environ.setdefault(SHARE_ENV, str(os.cpu_count() or 1))  # CPU trainings side by side share the cores (runs.share_threads)
+    os.environ.setdefault(SHARE_ENV, str(os.cpu_count() or 1) if prof['share_cores'] else '0')  # CPU trainings side by side share the cores (runs.share_threads)
     outcomes, started, cancel = {}, set(), threading.Event()
     bar = tqdm(total=len(figs), desc=f'reproduce [{prof.name}]', unit='nb', file=sys.stderr)
     def one(fig):

@@ -219,3 +219,8 @@ def test_batch_kernels_get_their_share_of_threads(tmp_path, monkeypatch):
     n = str(os.cpu_count())
     t = str(max(1, os.cpu_count() // 2))
     assert seen == [dict(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, **{SHARE_ENV: n})] * 2
+    s.write_text(s.read_text().replace('[smoke]\n', '[smoke]\nshare_cores = false\n'))  # a profile that keeps one thread per notebook
+    seen.clear()
+    with mock.patch.dict(os.environ, env, clear=True):
+        R.run_batch('smoke', only='retu_table4', out_dir=tmp_path/'o2', settings=s, jobs=1)
+    assert seen == [dict(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, **{SHARE_ENV: '0'})]
