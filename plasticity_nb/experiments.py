@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .config import Profile, SCHEMA, spec, spec_fields, sft_spec, identity
 from . import runs as R, data, models, sft, rl, ceiling, paper
-from .stats import STAT_KEYS, claim_row, combined_se, fisher_z
+from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, peak_with_se
 from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
@@ -278,19 +278,12 @@ def live_forecasts(run:R.Run)->pd.DataFrame:
     return pd.DataFrame(rows)
 
 # %% ../nbs/15_experiments.ipynb #476fe209
-def _sft_peak(df:pd.DataFrame)->tuple[float, float]:
-    "The best Pure-SFT score over all SFT checkpoints and its sampling SE"
-    e = _evals(df[df.stage == 'sft'])
-    if not len(e): return np.nan, np.nan
-    r = e.loc[e.overall.idxmax()]
-    return float(r.overall), float(r.overall_se)
-
 def _best(t:pd.DataFrame)->pd.Series|None: return t.loc[t.a_post.idxmax()] if len(t) else None
 
 def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
     "REPORT rows for the paper's claims about sequential SFT-then-RL: our numbers, the effect with its SE, the verdict (`stats.verdict`), the published side (`paper.CLAIMS`)"
     seq, pure = fits[fits.paradigm == 'sft_then_rl'], fits[fits.paradigm == 'pure_rl']
-    sft_peak, sft_se = _sft_peak(df)
+    sft_peak, sft_se = peak_with_se(df[df.stage == 'sft'])  # the best Pure-SFT score and its sampling SE
     best, pr = _best(seq), _best(pure)
     nan = float('nan')
     rows = []

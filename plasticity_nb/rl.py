@@ -13,7 +13,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import shuffle_sequence_dict
 from .flops import EXA, ModelDims, dapo_step_flops, grpo_step_flops
 from .config import RLSpec
-from .runs import Run, write_atomic, train_run, eval_rows, flag_unstable as _flag_unstable
+from .runs import Run, write_atomic, train_run, eval_rows, process_count, flag_unstable as _flag_unstable
 from .callbacks import CeilingCallback
 from fastcore.basics import patch
 
@@ -81,7 +81,7 @@ from .models import checkpointing_kw
 _D = RLSpec()  # the declared defaults (config.SCHEMA)
 
 def _common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperature, micro_batch, seed, save_every, kw)->dict:
-    world = int(os.environ.get('WORLD_SIZE', 1))
+    world = process_count()
     rows = batch * group_size
     micro = micro_batch or rows // world
     if rows % (micro * world):

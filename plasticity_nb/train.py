@@ -8,6 +8,7 @@ import argparse, shlex, sys
 from pathlib import Path
 import yaml
 from .config import load_profile, SettingsError, set_offline, spec, sft_spec
+from .runs import process_count
 
 # %% auto #0
 __all__ = ['RUN_KEYS', 'METHODS', 'load_run_config', 'train_from_config', 'launch_command', 'cpu_processes',
@@ -78,7 +79,7 @@ def launch_command(kind:str, run_file, accelerate_config=None,  # e.g. configs/a
 def cpu_processes()->bool:
     "Under a multi-process launch on a machine without CUDA, make the trainers join the processes on the CPU (gloo)"
     import os, torch
-    if int(os.environ.get('WORLD_SIZE') or 1) <= 1 or torch.cuda.is_available(): return False
+    if process_count() <= 1 or torch.cuda.is_available(): return False
     os.environ.setdefault('ACCELERATE_USE_CPU', 'true')
     return True
 
