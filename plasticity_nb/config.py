@@ -106,9 +106,11 @@ SCHEMA: dict[str, Setting] = {
     'rollout_engine': _S('str', 'auto', 'generation engine of rollouts and evaluations: auto (vllm on a GPU where installed, else hf), hf, fast (static cache), cb or vllm',
                          'rl', choices=('auto', 'hf', 'fast', 'cb', 'vllm'), into='rl eval.engine'),
     'rl_warmup': _S('int', 0, 'RL learning-rate warm-up steps (then constant)', 'rl', _N, into='rl.warmup_steps'),
+    'rl_micro_tokens': _S('int', 0, 'padded tokens per RL micro-batch: rows sorted by length, each micro-batch trimmed to its longest row (0: the whole update batch at once; DAPO and GRPO)', 'rl', _N, into='rl.micro_tokens', late=True),
     # the paradigm comparison (Figs 2, 6)
     'paradigm_seeds': _S('int', 3, 'seeds per method in the paradigm comparison (the spread)', 'paradigm', _P),
     'paradigm_panels': _S('str', 'base,saturated,strong', 'Fig 2 starting points: base, saturated (SFT checkpoint), strong (longer pre-trained base)', 'paradigm'),
+    'paradigm_seeded': _S('str', 'srft,dapo_d', 'the paradigms trained with every seed (the claim on seed spread compares these); the others run the first seed only', 'paradigm'),
     # evaluation
     'eval_samples': _S('int', 1, 'samples per problem on large benchmarks (pass@1)', 'eval', _P, into='eval.samples'),
     'eval_samples_small': _S('int', 4, 'samples per problem on the small hard benchmarks (avg@k)', 'eval', _P, into='eval.samples_small'),

@@ -13,11 +13,12 @@ from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, peak_with_se
 from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
-__all__ = ['MIN_FIT_POINTS', 'PARADIGMS', 'preflight', 'world', 'with_family', 'base_model', 'sft_run', 'sft_records',
-           'sft_regimes', 'pick_branches', 'rl_run', 'branch_points', 'branch_run', 'pure_rl_run', 'sequential',
-           'own_datasets', 'sequential_runs', 'branches_from_curves', 'fit_curves', 'val_curves', 'correlation',
-           'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'sequential_claims', 'correlation_claim', 'memo',
-           'stronger', 'paradigm_run', 'paradigm_curves', 'paradigm_ceilings']
+__all__ = ['MIN_FIT_POINTS', 'PARADIGMS', 'EXPERT_PARTS', 'OWN_PARTS', 'preflight', 'world', 'with_family', 'base_model',
+           'sft_run', 'sft_records', 'sft_regimes', 'pick_branches', 'rl_run', 'branch_points', 'branch_run',
+           'pure_rl_run', 'sequential', 'own_datasets', 'sequential_runs', 'branches_from_curves', 'fit_curves',
+           'val_curves', 'correlation', 'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'sequential_claims',
+           'correlation_claim', 'memo', 'stronger', 'paradigm_run', 'paradigm_curves', 'paradigm_ceilings',
+           'expert_share', 'learning_diagnostics']
 
 # %% ../nbs/15_experiments.ipynb #f84cbf94
 def preflight(prof:Profile):
@@ -355,7 +356,9 @@ def paradigm_run(prof:Profile, paradigm:str, init, origin:dict, seed:int, train_
 
 # %% ../nbs/15_experiments.ipynb #2d351451
 def paradigm_curves(prof:Profile, panel:str='base',  # 'base', 'saturated' or 'strong'
-                    paradigms=PARADIGMS, seeds=(0, 1, 2), train_set:str='mix')->pd.DataFrame:
+                    paradigms=PARADIGMS, seeds=(0, 1, 2), train_set:str='mix',
+                    seeded=None  # the paradigms trained with every seed (their spread is a claim); the others with the first (None: all)
+                   )->pd.DataFrame:
     "The tidy curves of every paradigm and seed from one starting point; `dataset` holds the panel"
     if panel == 'saturated':
         srun = sft_run(prof, 'full'); ck = sft.checkpoints(srun.path); step = max(ck)
@@ -367,7 +370,7 @@ def paradigm_curves(prof:Profile, panel:str='base',  # 'base', 'saturated' or 's
     else: raise ValueError(f"panel {panel!r}; accepted: base, saturated, strong")
     parts = []
     for par in paradigms:
-        for seed in (seeds[:1] if par == 'sft' else seeds):
+        for seed in (seeds if par != 'sft' and (seeded is None or par in seeded) else seeds[:1]):
             run = paradigm_run(prof, par, init, origin, seed, train_set)
             if par == 'sft':
                 d = sft.sft_curve_rows(sft_records(run), run.name, panel, seed).assign(paradigm='sft')
@@ -378,17 +381,43 @@ def paradigm_curves(prof:Profile, panel:str='base',  # 'base', 'saturated' or 's
 
 # %% ../nbs/15_experiments.ipynb #1b556875
 def paradigm_ceilings(df:pd.DataFrame)->pd.DataFrame:
-    "Per (panel, paradigm): A_post mean and spread over seeds (SFT: its peak score; unstable or short curves: their peak)"
+    "Per (panel, paradigm): A_post mean, its spread over seeds and its SE (one seed: the fit's), the starting score (SFT: its peak score; unstable or short curves: their peak)"
     h = df[df.benchmark == 'overall']
     rows = []
-    s = h[h.paradigm == 'sft']
-    for panel, g in s.groupby('dataset'): rows.append(dict(dataset=panel, paradigm='sft', seed=0, a_post=g.score.max()))
+    for panel, g in df[df.paradigm == 'sft'].groupby('dataset'):
+        a, se = peak_with_se(g)
+        rows.append(dict(dataset=panel, paradigm='sft', seed=0, a_post=a, a_post_se=se, start=float(g[(g.benchmark == 'overall') & (g.step == 0)].score.mean())))
     rl_part = h[h.paradigm != 'sft']
     if len(rl_part):
         f = fit_curves(df[(df.paradigm != 'sft')])
-        unstable = f.get('source', pd.Series('', index=f.index)).astype(str).str.startswith('peak')
         for r in f.itertuples():
-            rows.append(dict(dataset=r.dataset, paradigm=r.paradigm, seed=r.seed, a_post=r.a_post, peak=r.peak_score))
+            rows.append(dict(dataset=r.dataset, paradigm=r.paradigm, seed=r.seed, a_post=r.a_post, a_post_se=r.a_post_se, start=r.p_sft, peak=r.peak_score))
     t = pd.DataFrame(rows)
-    return (t.groupby(['dataset', 'paradigm']).agg(a_post=('a_post', 'mean'), spread=('a_post', 'std'), seeds=('seed', 'nunique'))
+    return (t.groupby(['dataset', 'paradigm']).agg(a_post=('a_post', 'mean'), spread=('a_post', 'std'), seeds=('seed', 'nunique'),
+                                                  a_post_se=('a_post_se', 'mean'), start=('start', 'mean'))
              .reset_index().fillna({'spread': 0.0}))
+
+# %% ../nbs/15_experiments.ipynb #6ef4d0c1
+EXPERT_PARTS, OWN_PARTS = ('loss_off', 'loss_sft', 'sft_demo', 'rl_demo'), ('loss_on', 'loss_rl', 'rl_self')  # the methods' logged loss terms (syn/...)
+
+def expert_share(row:dict)->float:
+    "Share of one training step's loss from expert tokens: |expert terms| / (|expert| + |own|); Prefix-RFT: its kept-prefix share; 0 without expert terms"
+    if 'syn/prefix_kept' in row: return float(row['syn/prefix_kept'])
+    ex, own = [abs(row.get(f'syn/{k}', 0.0)) for k in EXPERT_PARTS], [abs(row.get(f'syn/{k}', 0.0)) for k in OWN_PARTS]
+    return sum(ex) / (sum(ex) + sum(own)) if sum(ex) + sum(own) > 0 else 0.0
+
+def learning_diagnostics(df:pd.DataFrame,  # tidy curves (`paradigm_curves`, `sequential`)
+                         root  # the run registry (the profile's `runs`)
+                        )->pd.DataFrame:
+    "Per RL-like run: first / best / last overall score, reward and entropy over the first and last tenth of its steps, expert share of the loss"
+    h, rows = df[(df.stage == 'rl') & (df.benchmark == 'overall')], []
+    for (run, ds, par, seed), g in h.groupby(['run', 'dataset', 'paradigm', 'seed'], sort=False):
+        g = g.sort_values('step')
+        tr = [r for r in R.Run(Path(root)/run).read_metrics() if r.get('event') == 'train' and 'reward' in r]
+        k = max(1, len(tr) // 10)
+        avg = lambda rs, f: float(np.mean([f(r) for r in rs])) if rs else float('nan')
+        rows.append(dict(dataset=ds, paradigm=par, seed=seed, run=run, steps=len(tr), score_first=g.score.iloc[0], score_best=g.score.max(),
+                         score_last=g.score.iloc[-1], reward_first=avg(tr[:k], lambda r: r['reward']), reward_last=avg(tr[-k:], lambda r: r['reward']),
+                         entropy_first=avg(tr[:k], lambda r: r.get('entropy', np.nan)), entropy_last=avg(tr[-k:], lambda r: r.get('entropy', np.nan)),
+                         expert_share=avg(tr, expert_share)))
+    return pd.DataFrame(rows)

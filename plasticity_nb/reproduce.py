@@ -89,7 +89,7 @@ FIGURES = {f.name: f for f in [
     Figure('fig4', 'Fig 4: out-of-domain scores (task families never trained on) along SFT and along RL (own runs)', 'train'),
     Figure('fig2', 'Fig 2: SFT, Pure-RL and synchronized SFT-RL on the MIX set, three starting points, seeds', 'train'),
     Figure('fig6', 'Fig 6: the paradigms trained directly on the full SFT set', 'train', 'fig2',
-           dict(panels='base', train_set='full', name='fig6')),
+           dict(panels='base', train_set='full', name='fig6', n_seeds=1, sequential='fig3')),
 ]}
 
 # %% ../nbs/30_reproduce.ipynb #454478de

@@ -19,7 +19,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['PromptStream', 'DAPOConfig', 'grpo_config', 'dapo_config', 'select_groups', 'concat_rows', 'split_rows',
-           'DAPOTrainer', 'rng_isolated', 'RunLogger', 'run_rl']
+           'DAPOTrainer', 'length_buckets', 'rows_of', 'micro_batches', 'rng_isolated', 'RunLogger', 'run_rl']
 
 # %% ../nbs/11_rl.ipynb #9b08dd6e
 class PromptStream:
@@ -55,6 +55,7 @@ class DAPOConfig(GRPOConfig):
     dynamic_sampling: bool = field(default=False, metadata={'help': 'drop all-equal-reward groups and regenerate'})
     max_gen_rounds: int = field(default=10, metadata={'help': 'K: generation rounds per step at most'})
     gen_batch_prompts: int|None = field(default=None, metadata={'help': 'B_gen: prompts per round (None: B_train)'})
+    micro_batch_tokens: int = field(default=0, metadata={'help': 'padded tokens per micro-batch: an update batch is cut into length-sorted micro-batches of at most this many prompt+completion tokens, each trimmed to its longest row (0: one micro-batch)'})
     collapse_patience: int = field(default=5, metadata={'help': 'steps of collapsed reward that mark a run unstable (0: off)'})
     collapse_ratio: float = field(default=0.1, metadata={'help': 'reward <= ratio * best reward so far counts as collapsed'})
     collapse_min_best: float = field(default=0.2, metadata={'help': 'the guard only acts once the best mean reward reached this (below it a falling reward is noise, or a model changing format)'})
@@ -65,6 +66,9 @@ class DAPOConfig(GRPOConfig):
         if self.steps_per_generation != self.gradient_accumulation_steps:
             raise ValueError(f"DAPOConfig: steps_per_generation={self.steps_per_generation} must equal gradient_accumulation_steps="
                              f"{self.gradient_accumulation_steps} (one generation batch per optimizer step)")
+        if self.micro_batch_tokens and self.loss_type not in ('dapo', 'grpo'):
+            raise ValueError(f"DAPOConfig: micro_batch_tokens={self.micro_batch_tokens} needs loss_type 'dapo' or 'grpo' (a loss whose micro-batches add up exactly), got {self.loss_type!r}")
+        if self.micro_batch_tokens < 0: raise ValueError(f"DAPOConfig: micro_batch_tokens={self.micro_batch_tokens} must be >= 0 (0: one micro-batch)")
         if self.max_gen_rounds < 1: raise ValueError(f"DAPOConfig: max_gen_rounds={self.max_gen_rounds} must be >= 1")
         b = self.gen_batch_prompts or self.train_prompts
         if b % self.world_size: raise ValueError(f"DAPOConfig: gen_batch_prompts={b} must be divisible by the {self.world_size} processes")
@@ -274,6 +278,42 @@ def flag_unstable(self:DAPOTrainer, reason:str):
     "Record the first instability of the run (the step being trained, `runs.flag_unstable`); RunLogger then stops training without saving"
     _flag_unstable(self, reason)
 
+# %% ../nbs/11_rl.ipynb #e3636fc5
+def length_buckets(lengths, budget:int)->list[list[int]]:
+    "Row indices in micro-batches of at most `budget` padded tokens: rows sorted by length, each part padded to its longest row (a row longer than the budget alone)"
+    parts, cur, width = [], [], 0
+    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+        w = max(width, int(lengths[i]))
+        if cur and w * (len(cur) + 1) > budget: parts.append(cur); cur, w = [], int(lengths[i])
+        cur.append(i); width = w
+    return parts + [cur] if cur else parts
+
+def _last_true(mask:torch.Tensor)->torch.Tensor:
+    "Per row, one past the last nonzero column of `mask` (0 for an all-zero row)"
+    return (mask.bool() * torch.arange(1, mask.size(1) + 1, device=mask.device)).amax(1) if mask.size(1) else mask.new_zeros(mask.size(0))
+
+def rows_of(batch:dict, rows)->dict:
+    "The given rows of a training batch, prompts cut to their longest (left-padded) and per-token tensors to the longest completion"
+    r = torch.as_tensor(rows, dtype=torch.long)
+    cm = batch['completion_mask'][r]
+    lc, lp = max(int(_last_true(cm).max()), 1), max(int(batch['prompt_mask'][r].sum(1).max()), 1)
+    W = batch['completion_ids'].size(1)
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, list): out[k] = [v[j] for j in r.tolist()]
+        elif not isinstance(v, torch.Tensor) or v.ndim == 0: out[k] = v
+        elif k in _LEFT_PADDED: out[k] = v[r.to(v.device)][:, -lp:]
+        elif v.ndim >= 2 and v.size(1) == W: out[k] = v[r.to(v.device)][:, :lc]
+        else: out[k] = v[r.to(v.device)]
+    return out
+
+def micro_batches(batch:dict, budget:int)->list[tuple[dict, float]]:
+    "The batch as (micro-batch, share of its rows) pairs under a padded-token `budget` (`length_buckets` of prompt + completion lengths)"
+    n = batch['completion_ids'].size(0)
+    if n == 0 or not budget: return [(batch, 1.0)]
+    lens = (batch['prompt_mask'].sum(1) + _last_true(batch['completion_mask'])).tolist()
+    return [(rows_of(batch, b), len(b) / n) for b in length_buckets(lens, budget)]
+
 # %% ../nbs/11_rl.ipynb #671b3ee1
 @patch
 def _prepare_inputs(self:DAPOTrainer, generation_batch):
@@ -286,9 +326,22 @@ def _prepare_inputs(self:DAPOTrainer, generation_batch):
 
 @patch
 def compute_loss(self:DAPOTrainer, model, inputs, return_outputs=False, num_items_in_batch=None):
-    "TRL's loss; a micro-batch with no kept rows gives a zero loss that touches no gradient"
+    "TRL's loss over the length-bucketed micro-batches of the update (`micro_batches`); a micro-batch with no kept rows gives a zero loss that touches no gradient"
     if inputs['completion_ids'].size(0) == 0: return torch.zeros((), device=self.accelerator.device, requires_grad=True)
-    return super(DAPOTrainer, self).compute_loss(model, inputs, return_outputs, num_items_in_batch)
+    parts = micro_batches(inputs, self.args.micro_batch_tokens) if self.model.training else [(inputs, 1.0)]
+    done = 0.0  # the earlier parts' losses: their gradients are already in place, the sum is for the log
+    for k, (part, share) in enumerate(parts):
+        loss = super(DAPOTrainer, self).compute_loss(model, part, return_outputs, num_items_in_batch)
+        if self.args.loss_type == 'grpo': loss = loss * share  # a per-sequence mean: each part weighs its share of the rows
+        if k == len(parts) - 1: return loss + done  # the Trainer scales and back-propagates the last part
+        with self.accelerator.no_sync(model): self.accelerator.backward(loss if self._loss_scaled_for_ga(num_items_in_batch) else loss / self.current_gradient_accumulation_steps)
+        done = done + loss.detach()
+
+@patch
+def _loss_scaled_for_ga(self:DAPOTrainer, num_items_in_batch)->bool:
+    "Whether `Trainer.training_step` back-propagates the loss as it is (else divided by the accumulation steps), by its own rule"
+    if self.loss_is_scaled_for_ga is not None: return self.loss_is_scaled_for_ga
+    return (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
 
 @patch
 def training_step(self:DAPOTrainer, model, inputs, num_items_in_batch=None):
@@ -426,7 +479,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
         engine = pick_engine(s.rollout_engine); use_vllm = engine == 'vllm'
         common = dict(lr=s.lr, batch=s.batch, group_size=s.group_size, steps=s.steps, max_new_tokens=s.max_new_tokens,
                       temperature=s.temperature, micro_batch=micro_batch, seed=s.seed, save_every=save_every or s.eval_every,
-                      bf16=s.bf16, use_vllm=use_vllm, warmup_steps=s.warmup_steps, **({'vllm_mode': 'colocate'} if use_vllm else {}), **kw)
+                      bf16=s.bf16, use_vllm=use_vllm, warmup_steps=s.warmup_steps, micro_batch_tokens=s.micro_tokens, **({'vllm_mode': 'colocate'} if use_vllm else {}), **kw)
         args = (dapo_config(run.ckpt_dir, variant, gen_batch=s.gen_batch, eps_low=s.eps_low, eps_high=s.eps_high, ds_rounds=s.ds_rounds,
                             mask_truncated=mask_truncated, **common) if algo == 'dapo'
                 else grpo_config(run.ckpt_dir, eps=s.eps_low, mask_truncated_completions=mask_truncated, **common))

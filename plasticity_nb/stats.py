@@ -8,9 +8,9 @@ import math
 import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['STAT_KEYS', 'VERDICTS', 'SYNCHRONIZED', 'SD_FLOOR', 'problem_table', 'score_se', 'pass_at_k', 'evaluate_with_se',
-           'combined_se', 'verdict', 'claim_row', 'fmt_se', 'mean_se', 'peak_with_se', 'fisher_z', 'paradigm_claims',
-           'scale_claim', 'switch_claims']
+__all__ = ['STAT_KEYS', 'VERDICTS', 'SYNCHRONIZED', 'PURE_RL_METHODS', 'SD_FLOOR', 'problem_table', 'score_se', 'pass_at_k',
+           'evaluate_with_se', 'combined_se', 'verdict', 'claim_row', 'fmt_se', 'mean_se', 'peak_with_se', 'fisher_z',
+           'paradigm_claims', 'scale_claim', 'switch_claims']
 
 # %% ../nbs/08_stats.ipynb #c935af1f
 def problem_table(samples:list[dict]  # one dict per sample with benchmark, problem, reward (`evaluate(..., return_samples=True)`)
@@ -109,6 +109,7 @@ def fisher_z(r:float,  # Pearson r of a correlation the claim says is negative
 
 # %% ../nbs/08_stats.ipynb #f48b96fb
 SYNCHRONIZED = ('upt', 'luffy', 'srft', 'prefix_rft')  # the synchronized SFT-RL methods of Figs 2 and 6
+PURE_RL_METHODS = ('grpo', 'dapo_d')  # RL alone on the same prompts
 SD_FLOOR = 0.05  # points: a seed spread below this counts as this much, so the log ratio of two spreads stays finite
 
 def _ceiling(t, panel, par)->tuple[float, float]:
@@ -123,7 +124,8 @@ def _best_of(t, panel, pars)->tuple[str, float, float]:
     return max(got, key=lambda g: g[1]) if got else ('none', float('nan'), float('nan'))
 
 # %% ../nbs/08_stats.ipynb #6e7397eb
-def paradigm_claims(ceil:pd.DataFrame  # `experiments.paradigm_ceilings`: dataset (the panel), paradigm, a_post, spread, seeds
+def paradigm_claims(ceil:pd.DataFrame,  # `experiments.paradigm_ceilings`: dataset (the panel), paradigm, a_post, spread, seeds
+                    sequential:tuple|None=None  # (label, A_post, SE) of SFT-then-RL to compare with (None: DAPO_d from the saturated panel)
                    )->list[dict]:
     "REPORT rows of Figs 2 and 6: each paradigm's A_post with its SE, then every claim of the paper these panels can test"
     from plasticity_nb.paper import CLAIMS
@@ -131,15 +133,20 @@ def paradigm_claims(ceil:pd.DataFrame  # `experiments.paradigm_ceilings`: datase
     rows = [dict(quantity=f'{ds}: {par} A_post ({int(r.seeds)} seeds, spread {r.spread:.1f})', ours=fmt_se(*_ceiling(t, ds, par)),
                  published='') for (ds, par), r in t.iterrows()]
     pans, pars = set(ceil.dataset), list(dict.fromkeys(ceil.paradigm))
-    seq, seq_se = _ceiling(t, 'saturated', 'dapo_d')
-    syn = [p for p in SYNCHRONIZED if p in pars]
+    label, seq, seq_se = sequential or ('saturated SFT + DAPO_d', *_ceiling(t, 'saturated', 'dapo_d'))
+    syn, pure = [p for p in SYNCHRONIZED if p in pars], [p for p in PURE_RL_METHODS if p in pars]
     if 'base' in pans and math.isfinite(seq):
         for what, among, key in [('the best paradigm from the base', pars, 'sequential_highest'),
-                                 ('the best synchronized method from the base', syn, 'synchronized_lower')]:
+                                 ('the best synchronized method from the base', syn, 'synchronized_lower'),
+                                 ('the best Pure-RL from the base', pure, 'sequential_beats_pure_rl')]:
             if not among: continue
             p, a, se = _best_of(t, 'base', among)
-            rows.append(claim_row(f'claim: sequential SFT-then-RL (saturated SFT + DAPO_d) beats {what}',
+            rows.append(claim_row(f'claim: sequential SFT-then-RL ({label}) beats {what}',
                                   f'{fmt_se(seq, seq_se)} vs {p} {fmt_se(a, se)}', CLAIMS[key], seq - a, combined_se(seq_se, se)))
+    if 'base' in pans and syn and pure:
+        (p, a, se), (q, b, se2) = _best_of(t, 'base', pure), _best_of(t, 'base', syn)
+        rows.append(claim_row('claim: the best Pure-RL beats the best synchronized method (from the base)',
+                              f'{p} {fmt_se(a, se)} vs {q} {fmt_se(b, se2)}', CLAIMS['pure_rl_beats_synchronized'], a - b, combined_se(se, se2)))
     first = 'base' if 'base' in pans else next(iter(ceil.dataset), None)
     if {(first, 'srft'), (first, 'dapo_d')} <= set(t.index):
         r1, r2 = t.loc[(first, 'srft')], t.loc[(first, 'dapo_d')]

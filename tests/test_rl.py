@@ -6,7 +6,7 @@ import pytest, torch
 from datasets import Dataset
 from transformers import TrainerCallback
 from plasticity_nb.models import build_tokenizer, build_model, load_local
-from plasticity_nb.rl import DAPOTrainer, PromptStream, dapo_config, grpo_config, run_rl
+from plasticity_nb.rl import DAPOConfig, DAPOTrainer, PromptStream, dapo_config, grpo_config, run_rl
 from plasticity_nb.runs import Run
 
 torch.set_num_threads(1)
@@ -380,3 +380,50 @@ def test_resume_after_repeated_random_kills(base, tmp_path, algo):
     _finish(_job(tmp_path, base, tmp_path/'B', algo, steps))
     _finish(ref)
     assert _curve(tmp_path/'B') == _curve(tmp_path/'A')
+
+
+# --- micro-batches by length -----------------------------------------------------------------------------------
+
+class GradSpy(TrainerCallback):
+    "The summed gradient of the first update, as the optimizer receives it"
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+        if not hasattr(self, 'grad'): self.grad = torch.cat([p.grad.flatten().clone() for p in model.parameters() if p.grad is not None])
+
+
+class CallCounter(DAPOTrainer):
+    "Records the completion width of every micro-batch that reaches TRL's loss"
+    def _compute_loss(self, model, inputs):
+        self.widths.append(inputs['completion_ids'].size(1))
+        return super()._compute_loss(model, inputs)
+
+
+def ragged_reward(completions, **kw):
+    "Rewards that differ within each group, so every group is informative"
+    return [float(len(c) % 3) for c in completions]
+
+
+@pytest.mark.parametrize('algo', ['grpo', 'dapo'])
+def test_length_bucketed_micro_batches_give_the_same_gradient(base, tmp_path, algo):
+    rows = [dict(prompt=f'{"x" * (i % 5)}{i}=', answer='0') for i in range(8)]
+    grads, widths = {}, {}
+    for budget in (0, 40):
+        model, tok = load_local(base)
+        mk = dapo_config if algo == 'dapo' else grpo_config
+        args = mk(tmp_path/f'ck{budget}', lr=1e-3, batch=4, group_size=4, steps=1, max_new_tokens=12, temperature=1.0, seed=5,
+                  collapse_patience=0, micro_batch_tokens=budget, **({'gen_batch': 4} if algo == 'dapo' else {}))
+        spy = GradSpy()
+        tr = CallCounter(model=model, reward_funcs=[ragged_reward], args=args, train_dataset=Dataset.from_list(rows),
+                         processing_class=tok, callbacks=[spy])
+        tr.widths = []
+        tr.train()
+        grads[budget], widths[budget] = spy.grad, tr.widths
+    assert len(widths[0]) == 1 and len(widths[40]) > 2  # one micro-batch, then several
+    assert max(widths[40]) <= widths[0][0] and min(widths[40]) < widths[0][0]  # each part trimmed to its own longest completion
+    g0, g1 = grads[0], grads[40]
+    assert torch.nn.functional.cosine_similarity(g0, g1, dim=0) > 0.99999
+    assert (g1 - g0).norm() / g0.norm() < 1e-4  # the same size too: a missing per-part weight (GRPO) would change it
+
+
+def test_micro_batch_tokens_needs_a_separable_loss(tmp_path):
+    with pytest.raises(ValueError, match="micro_batch_tokens=64 needs loss_type"):
+        DAPOConfig(output_dir=str(tmp_path), micro_batch_tokens=64, loss_type='bnpo', per_device_train_batch_size=8, num_generations=8, bf16=False)
