@@ -107,6 +107,7 @@ SCHEMA: dict[str, Setting] = {
                          'rl', choices=('auto', 'hf', 'fast', 'cb', 'vllm'), into='rl eval.engine'),
     'rl_warmup': _S('int', 0, 'RL learning-rate warm-up steps (then constant)', 'rl', _N, into='rl.warmup_steps'),
     'rl_micro_tokens': _S('int', 0, 'padded tokens per RL micro-batch: rows sorted by length, each micro-batch trimmed to its longest row (0: the whole update batch at once; DAPO and GRPO)', 'rl', _N, into='rl.micro_tokens', late=True),
+    'rl_updates': _S('int', 1, 'optimizer updates per generated batch: rl_batch x rl_updates prompts are generated (and kept) at once and trained in rl_updates updates of rl_batch; from the second on the policy has moved, so the PPO ratio and its clip act (the authors\' scripts: 2)', 'rl', _P, into='rl.updates', late=True),
     # the paradigm comparison (Figs 2, 6)
     'paradigm_seeds': _S('int', 3, 'seeds per method in the paradigm comparison (the spread)', 'paradigm', _P),
     'paradigm_panels': _S('str', 'base,saturated,strong', 'Fig 2 starting points: base, saturated (SFT checkpoint), strong (longer pre-trained base)', 'paradigm'),

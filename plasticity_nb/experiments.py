@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .config import Profile, SCHEMA, spec, spec_fields, sft_spec, identity
 from . import runs as R, data, models, sft, rl, ceiling, paper
-from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, peak_with_se
+from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, peak_with_se, r_interval
 from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
@@ -281,6 +281,20 @@ def live_forecasts(run:R.Run)->pd.DataFrame:
 # %% ../nbs/15_experiments.ipynb #476fe209
 def _best(t:pd.DataFrame)->pd.Series|None: return t.loc[t.a_post.idxmax()] if len(t) else None
 
+def _per_dataset_claims(df, seq, pairs)->list[dict]:
+    "Fig 3 per data set: PL_rl of its best branch, that branch against the set's best SFT score, Stable against Adaptive"
+    rows = []
+    for ds, g in seq.groupby('dataset', sort=False):
+        b = _best(g); sp, sse = peak_with_se(df[(df.stage == 'sft') & (df.dataset == ds)])
+        rows.append(claim_row(f'claim ({ds}): RL after SFT adds plasticity (PL_rl of the best branch)', f'{b.pl_rl:.1f} (@ {b.ckpt})',
+                              paper.CLAIMS['pl_rl'], b.pl_rl, combined_se(b.a_post_se, b.p_sft_se)))
+        rows.append(claim_row(f'claim ({ds}): SFT-then-RL beats Pure-SFT (best A_post vs best SFT score)', f'{b.a_post:.1f} vs {sp:.1f}',
+                              paper.CLAIMS['beats_pure_sft'], b.a_post - sp, combined_se(b.a_post_se, sse)))
+    for ds, st, ad in pairs:
+        rows.append(claim_row(f'claim ({ds}): switching in the Stable regime beats the Adaptive regime', f'{st.a_post:.1f} vs {ad.a_post:.1f}',
+                              paper.CLAIMS['stable_vs_adaptive'], st.a_post - ad.a_post, combined_se(st.a_post_se, ad.a_post_se)))
+    return rows
+
 def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
     "REPORT rows for the paper's claims about sequential SFT-then-RL: our numbers, the effect with its SE, the verdict (`stats.verdict`), the published side (`paper.CLAIMS`)"
     seq, pure = fits[fits.paradigm == 'sft_then_rl'], fits[fits.paradigm == 'pure_rl']
@@ -307,7 +321,14 @@ def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
                           paper.CLAIMS['stable_vs_adaptive'], float(np.mean(eff)) if eff else nan,
                           combined_se(*[combined_se(st.a_post_se, ad.a_post_se) for _, st, ad in pairs]) / max(len(pairs), 1),
                           partly=any(e > 0 for e in eff)))
+    if len(set(seq.dataset)) > 1: rows += _per_dataset_claims(df, seq, pairs)
     by = {ds: _best(g) for ds, g in seq.groupby('dataset')}
+    large = [by[d] for d in by if d != 's1k']
+    if 's1k' in by and large:
+        s1, low = by['s1k'], min(large, key=lambda r: r.a_post)
+        rows.append(claim_row('claim: S1K (the smallest set) gives the lowest ceiling (best A_post of every larger set vs S1K)',
+                              f'{low.dataset} {low.a_post:.1f} (lowest of the larger sets) vs s1k {s1.a_post:.1f}', paper.CLAIMS['s1k_lowest'],
+                              low.a_post - s1.a_post, combined_se(low.a_post_se, s1.a_post_se)))
     if {'easy', 'uniform', 'hard'} <= set(by):
         e, u, h = by['easy'], by['uniform'], by['hard']
         rows.append(claim_row('claim: at equal size, harder data gives a higher ceiling (Hard / Uniform / Easy)',
@@ -318,10 +339,12 @@ def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
 # %% ../nbs/15_experiments.ipynb #9b4f63e7
 def correlation_claim(r:dict  # `correlation(...)`: pearson, spearman, n (NaN with a reason when undefined)
                      )->dict:
-    "The claim row 'the minimum SFT validation loss predicts the ceiling': Fisher z of -Pearson r against its SE 1/sqrt(n-3)"
+    "The claim row 'the minimum SFT validation loss predicts the ceiling': Fisher z of -Pearson r against its SE 1/sqrt(n-3); both coefficients shown with their 1-SE intervals"
     n, pr = int(r.get('n', 0)), float(r.get('pearson', float('nan')))
     eff, se = fisher_z(pr, n)  # fewer than 4 data sets: no error bar, never 'reproduced'
-    ours = f"r = {pr:.2f}, rho = {r.get('spearman', float('nan')):.2f} over {n} data sets" + (f" ({r['reason']})" if 'reason' in r else '')
+    sr = float(r.get('spearman', float('nan')))
+    band = lambda v, sp: '[{:.2f}, {:.2f}]'.format(*r_interval(v, n, sp)) if n > 3 else '(no SE below 4 points)'
+    ours = f"r = {pr:.2f} {band(pr, False)}, rho = {sr:.2f} {band(sr, True)} (+/- 1 SE) over {n} data sets" + (f" ({r['reason']})" if 'reason' in r else '')
     return claim_row('claim: the minimum SFT validation loss predicts the ceiling (Fisher z of -r)', ours,
                      paper.CLAIMS['loss_predicts_ceiling'], eff, se)
 

@@ -47,6 +47,7 @@ CLAIMS = dict(
     beats_pure_rl=f"{_T4.a_post.max():.1f} vs {PURE_RL['a_post']:.1f}",
     stable_vs_adaptive='Stable best (Table 4, Fig 3)',
     harder_data=' / '.join(f"{FIG3_MEAN_A_POST[k]:.1f}" for k in ('hard102K', 'uniform102K', 'easy102K')) + ' (means)',
+    s1k_lowest=f"{FIG3_MEAN_A_POST['s1K']:.1f} (S1K) vs {min(v for k, v in FIG3_MEAN_A_POST.items() if k != 's1K'):.1f}-{max(FIG3_MEAN_A_POST.values()):.1f} (the larger sets, Fig 3 means)",
     loss_predicts_ceiling=f"r {FIG8A['pearson']:.2f}, rho {FIG8A['spearman']:.2f}",
     sequential_highest=f"{FIG2['sft_then_dapo_d']} vs {FIG2['sft_peak']} (SFT peak)",
     synchronized_lower=f"{FIG2['luffy_a_post']} (LUFFY) vs {FIG2['sft_then_dapo_d']}",

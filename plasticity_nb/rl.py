@@ -62,10 +62,10 @@ class DAPOConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.num_iterations != 1: raise ValueError(f"DAPOConfig: num_iterations={self.num_iterations}; only 1 (on-policy) is supported")
-        if self.steps_per_generation != self.gradient_accumulation_steps:
-            raise ValueError(f"DAPOConfig: steps_per_generation={self.steps_per_generation} must equal gradient_accumulation_steps="
-                             f"{self.gradient_accumulation_steps} (one generation batch per optimizer step)")
+        if self.num_iterations != 1: raise ValueError(f"DAPOConfig: num_iterations={self.num_iterations}; only 1 is supported (several updates per generation: steps_per_generation)")
+        if self.steps_per_generation % self.gradient_accumulation_steps:
+            raise ValueError(f"DAPOConfig: steps_per_generation={self.steps_per_generation} must be a multiple of gradient_accumulation_steps="
+                             f"{self.gradient_accumulation_steps} (a whole number of optimizer updates per generation batch)")
         if self.micro_batch_tokens and self.loss_type not in ('dapo', 'grpo'):
             raise ValueError(f"DAPOConfig: micro_batch_tokens={self.micro_batch_tokens} needs loss_type 'dapo' or 'grpo' (a loss whose micro-batches add up exactly), got {self.loss_type!r}")
         if self.micro_batch_tokens < 0: raise ValueError(f"DAPOConfig: micro_batch_tokens={self.micro_batch_tokens} must be >= 0 (0: one micro-batch)")
@@ -76,7 +76,9 @@ class DAPOConfig(GRPOConfig):
             raise ValueError(f"DAPOConfig: {self.train_prompts} training prompts must be divisible by the {self.world_size} processes")
 
     @property
-    def train_prompts(self)->int: return self.generation_batch_size // self.num_generations
+    def train_prompts(self)->int: return self.generation_batch_size // self.num_generations  # kept per generation, all updates
+    @property
+    def updates(self)->int: return self.steps_per_generation // self.gradient_accumulation_steps  # optimizer updates per generation
     @property
     def round_prompts(self)->int: return (self.gen_batch_prompts or self.train_prompts) if self.dynamic_sampling else self.train_prompts
 
@@ -85,14 +87,17 @@ from .models import checkpointing_kw
 _D = RLSpec()  # the declared defaults (config.SCHEMA)
 
 def _common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperature, micro_batch, seed, save_every, kw)->dict:
-    world = process_count()
+    world, updates = process_count(), kw.pop('updates', 1)
+    if updates < 1: raise ValueError(f"updates={updates}: optimizer updates per generation must be >= 1")
+    if save_every and save_every % updates:
+        raise ValueError(f"checkpoint interval {save_every} (rl_eval_every) must be a multiple of updates={updates}: a checkpoint between two updates of one generation would not resume exactly")
     rows = batch * group_size
     micro = micro_batch or rows // world
     if rows % (micro * world):
         raise ValueError(f"batch={batch} prompts x group_size={group_size} = {rows} sequences is not a multiple of "
                          f"micro_batch={micro} x {world} processes")
     d = dict(output_dir=str(output_dir), learning_rate=lr, per_device_train_batch_size=micro,
-             gradient_accumulation_steps=rows // (micro * world), num_generations=group_size,
+             gradient_accumulation_steps=rows // (micro * world), steps_per_generation=rows // (micro * world) * updates, num_generations=group_size,
              max_completion_length=max_new_tokens, temperature=temperature, top_p=1.0, top_k=0, max_steps=steps,
              beta=0.0, scale_rewards='group', lr_scheduler_type='constant_with_warmup', warmup_steps=0, weight_decay=0.01,
              max_grad_norm=1.0, logging_steps=1, report_to='none', save_strategy='steps' if save_every else 'no',
@@ -108,12 +113,13 @@ def grpo_config(output_dir,  # where checkpoints go (the run's checkpoints/ fold
                 max_new_tokens:int=_D.max_new_tokens, temperature:float=_D.temperature,
                 eps:float=_D.eps_low,  # symmetric clip range
                 micro_batch:int|None=None,  # sequences per forward/backward (None: the whole batch)
+                updates:int=_D.updates,  # optimizer updates per generation: batch x updates prompts generated, each update trains `batch`
                 seed:int=_D.seed, save_every:int|None=None,  # checkpoint interval in steps (None: no checkpoints)
                 **kw  # any other GRPOConfig / DAPOConfig field
                )->DAPOConfig:
     "The paper's GRPO: symmetric clip, per-sequence mean then batch mean, group-normalised advantages, no KL"
     return DAPOConfig(**_common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperature, micro_batch, seed,
-                                save_every, dict(loss_type='grpo', epsilon=eps, epsilon_high=eps, dynamic_sampling=False, **kw)))
+                                save_every, dict(loss_type='grpo', epsilon=eps, epsilon_high=eps, dynamic_sampling=False, updates=updates, **kw)))
 
 def dapo_config(output_dir,  # where checkpoints go (the run's checkpoints/ folder)
                 variant:str='dc',  # 'd': dynamic sampling only; 'dc': + clip-higher
@@ -124,14 +130,15 @@ def dapo_config(output_dir,  # where checkpoints go (the run's checkpoints/ fold
                 eps_low:float=_D.eps_low, eps_high:float=_D.eps_high,  # clip range below / above (above used by 'dc' only)
                 ds_rounds:int=_D.ds_rounds,  # K, generation rounds per step at most
                 mask_truncated:bool=False,  # overlong shaping by masking truncated samples
-                micro_batch:int|None=None, seed:int=_D.seed, save_every:int|None=None,
+                micro_batch:int|None=None, updates:int=_D.updates,  # optimizer updates per generation (kept batch x updates prompts)
+                seed:int=_D.seed, save_every:int|None=None,
                 **kw  # any other GRPOConfig / DAPOConfig field
                )->DAPOConfig:
     "The paper's DAPO_d / DAPO_dc: dynamic sampling, token-level loss, (clip-higher), no KL"
     if variant not in ('d', 'dc'): raise ValueError(f"dapo_config: variant={variant!r}; accepted 'd' (dynamic sampling) or 'dc' (+ clip-higher)")
     extra = dict(loss_type='dapo', epsilon=eps_low, epsilon_high=eps_high if variant == 'dc' else eps_low,
                  dynamic_sampling=True, max_gen_rounds=ds_rounds, gen_batch_prompts=gen_batch,
-                 mask_truncated_completions=mask_truncated)
+                 mask_truncated_completions=mask_truncated, updates=updates)
     return DAPOConfig(**_common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperature, micro_batch, seed,
                                 save_every, {**extra, **kw}))
 
@@ -479,7 +486,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
         engine = pick_engine(s.rollout_engine); use_vllm = engine == 'vllm'
         common = dict(lr=s.lr, batch=s.batch, group_size=s.group_size, steps=s.steps, max_new_tokens=s.max_new_tokens,
                       temperature=s.temperature, micro_batch=micro_batch, seed=s.seed, save_every=save_every or s.eval_every,
-                      bf16=s.bf16, use_vllm=use_vllm, warmup_steps=s.warmup_steps, micro_batch_tokens=s.micro_tokens, **({'vllm_mode': 'colocate'} if use_vllm else {}), **kw)
+                      bf16=s.bf16, use_vllm=use_vllm, warmup_steps=s.warmup_steps, micro_batch_tokens=s.micro_tokens, updates=s.updates, **({'vllm_mode': 'colocate'} if use_vllm else {}), **kw)
         args = (dapo_config(run.ckpt_dir, variant, gen_batch=s.gen_batch, eps_low=s.eps_low, eps_high=s.eps_high, ds_rounds=s.ds_rounds,
                             mask_truncated=mask_truncated, **common) if algo == 'dapo'
                 else grpo_config(run.ckpt_dir, eps=s.eps_low, mask_truncated_completions=mask_truncated, **common))

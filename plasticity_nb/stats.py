@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 # %% auto #0
 __all__ = ['STAT_KEYS', 'VERDICTS', 'SYNCHRONIZED', 'PURE_RL_METHODS', 'SD_FLOOR', 'problem_table', 'score_se', 'pass_at_k',
            'evaluate_with_se', 'combined_se', 'verdict', 'claim_row', 'fmt_se', 'mean_se', 'peak_with_se', 'fisher_z',
-           'paradigm_claims', 'scale_claim', 'switch_claims']
+           'r_interval', 'paradigm_claims', 'scale_claim', 'switch_claims']
 
 # %% ../nbs/08_stats.ipynb #c935af1f
 def problem_table(samples:list[dict]  # one dict per sample with benchmark, problem, reward (`evaluate(..., return_samples=True)`)
@@ -106,6 +106,12 @@ def fisher_z(r:float,  # Pearson r of a correlation the claim says is negative
     "The claim 'r < 0' as an effect and its SE: atanh(-r) and 1/sqrt(n - 3) (NaN SE with fewer than 4 points)"
     eff = math.atanh(-float(np.clip(r, -0.999999, 0.999999))) if r is not None and math.isfinite(r) else float('nan')
     return eff, (1 / math.sqrt(n - 3) if n > 3 else float('nan'))
+
+def r_interval(r:float, n:int, spearman:bool=False, z:float=1.0)->tuple[float, float]:
+    "The +/- z SE interval of a correlation through Fisher's z: SE 1/sqrt(n-3) for Pearson, sqrt(1.06/(n-3)) for Spearman (Fieller et al. 1957); NaNs with fewer than 4 points"
+    if r is None or not math.isfinite(r) or n <= 3: return float('nan'), float('nan')
+    c, se = math.atanh(float(np.clip(r, -0.999999, 0.999999))), math.sqrt((1.06 if spearman else 1.0) / (n - 3))
+    return math.tanh(c - z * se), math.tanh(c + z * se)
 
 # %% ../nbs/08_stats.ipynb #f48b96fb
 SYNCHRONIZED = ('upt', 'luffy', 'srft', 'prefix_rft')  # the synchronized SFT-RL methods of Figs 2 and 6

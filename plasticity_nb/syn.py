@@ -435,6 +435,6 @@ def syn_settings(profile,  # a config.Profile (or dict with its keys)
     from plasticity_nb.evaluate import samples_from_profile
     m = get_method(method, 'syn_settings')
     kw = vars(spec(profile, 'rl')) | ({'benchmarks': benchmarks, 'eval_samples': samples_from_profile(profile, list(benchmarks))} if benchmarks else {})
-    for k in ('gen_batch', 'ds_rounds', 'eps_high', 'micro_tokens'): kw.pop(k, None)  # DAPO's own; the methods clip symmetrically and take the update batch at once
+    for k in ('gen_batch', 'ds_rounds', 'eps_high', 'micro_tokens', 'updates'): kw.pop(k, None)  # DAPO's own; the methods clip symmetrically, take the update batch at once, one update per generation
     kw['lr'] = kw['lr'] * m.lr_scale
     return {**kw, **overrides}

@@ -51,6 +51,23 @@ def test_unknown_se_never_reproduces():
     assert verdict(70.0 - 10.0, float('nan')) == 'partly'
 
 
+def test_per_dataset_rows_and_s1k_lowest():
+    "Two data sets: each gets its own PL_rl / Pure-SFT / Stable-vs-Adaptive rows; S1K's ceiling against the lowest larger set"
+    s1k = curves().assign(dataset='s1k', run='sft-b')
+    s1k.loc[s1k.benchmark == 'overall', 'score'] -= 20  # its best SFT score 30
+    c = pd.concat([curves(), s1k], ignore_index=True)
+    f = pd.concat([fits(stable=(56.0, 1.0), adaptive=(48.0, 1.0)), fits(stable=(33.0, 1.0), adaptive=(31.0, 1.0)).assign(dataset='s1k')
+                   .query("paradigm != 'pure_rl'")], ignore_index=True)
+    rows = E.sequential_claims(c, f)
+    r = claim(rows, 'claim (s1k): SFT-then-RL beats Pure-SFT')
+    assert r['ours'] == '33.0 vs 30.0' and r['effect'] == '+3.0 +/- 1.4' and r['verdict'] == 'reproduced'  # SEs 1 and 1
+    assert claim(rows, 'claim (full): RL after SFT adds plasticity')['effect'] == '+6.0 +/- 1.1'  # PL_rl 56 - 50; SE sqrt(1 + 0.25)
+    assert claim(rows, 'claim (s1k): switching in the Stable regime')['verdict'] == 'partly'  # 2 points, SE 1.41
+    r = claim(rows, 'claim: S1K (the smallest set) gives the lowest ceiling')
+    assert r['ours'] == 'full 56.0 (lowest of the larger sets) vs s1k 33.0' and r['effect'] == '+23.0 +/- 1.4' and r['verdict'] == 'reproduced'
+    assert not [r for r in E.sequential_claims(curves(), fits()) if r['quantity'].startswith('claim (')]  # one data set: no per-set rows
+
+
 # ------------------------------------------------------------------ the other own-run figures: stats' claim builders
 import json, math, re
 from pathlib import Path

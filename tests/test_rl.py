@@ -427,3 +427,39 @@ def test_length_bucketed_micro_batches_give_the_same_gradient(base, tmp_path, al
 def test_micro_batch_tokens_needs_a_separable_loss(tmp_path):
     with pytest.raises(ValueError, match="micro_batch_tokens=64 needs loss_type"):
         DAPOConfig(output_dir=str(tmp_path), micro_batch_tokens=64, loss_type='bnpo', per_device_train_batch_size=8, num_generations=8, bf16=False)
+
+
+# --- several updates per generation -----------------------------------------------------------------------------
+
+class RatioSpy(DAPOTrainer):
+    "Per optimizer update: (generation rounds so far, largest |ratio - 1| of the update's tokens)"
+    def _generate_round(self, inputs):
+        self.rounds += 1
+        return super()._generate_round(inputs)
+    def _compute_loss(self, model, inputs):
+        loss = super()._compute_loss(model, inputs)
+        m = self._metrics['train']
+        self.seen.append((self.rounds, m['clip_ratio/region_mean'][-1]))
+        return loss
+
+
+@pytest.mark.parametrize('algo', ['grpo', 'dapo'])
+def test_two_updates_per_generation_make_the_clip_act(base, tmp_path, algo):
+    rows = [dict(prompt=f'{i}=', answer='0') for i in range(16)]
+    mk = dapo_config if algo == 'dapo' else grpo_config
+    args = mk(tmp_path/'ck', lr=0.05, batch=2, group_size=4, steps=4, max_new_tokens=6, temperature=1.0, seed=1, updates=2,
+              collapse_patience=0, **({'gen_batch': 4, 'ds_rounds': 1} if algo == 'dapo' else {}))
+    assert (args.steps_per_generation, args.gradient_accumulation_steps, args.train_prompts) == (2, 1, 4)
+    model, tok = load_local(base)
+    tr = RatioSpy(model=model, reward_funcs=[ragged_reward], args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    tr.rounds, tr.seen = 0, []
+    tr.train()
+    assert [r for r, _ in tr.seen] == [1, 1, 2, 2]  # four updates from two generations
+    first, second = [c for _, c in tr.seen[0::2]], [c for _, c in tr.seen[1::2]]
+    assert first == [0.0, 0.0]  # the first update of a generation is on-policy: every ratio is 1
+    assert all(c > 0 for c in second)  # after one update at a large lr the ratios leave the clip range for some tokens
+
+
+def test_checkpoints_between_two_updates_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r'checkpoint interval 3 \(rl_eval_every\) must be a multiple of updates=2'):
+        grpo_config(tmp_path, updates=2, save_every=3, use_cpu=True)
