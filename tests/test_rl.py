@@ -463,3 +463,13 @@ def test_two_updates_per_generation_make_the_clip_act(base, tmp_path, algo):
 def test_checkpoints_between_two_updates_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r'checkpoint interval 3 \(rl_eval_every\) must be a multiple of updates=2'):
         grpo_config(tmp_path, updates=2, save_every=3, use_cpu=True)
+
+
+def test_overlong_shaping_reaches_the_trainer(base, tmp_path):
+    "overlong_cache > 0 adds DAPO's soft overlong penalty to the rewards TRL scores (and logs per function)"
+    s = run_rl(base, prompts(), tmp_path/'run', algo='grpo', lr=1e-3, batch=2, group_size=4, steps=1, max_new_tokens=5,
+               overlong_cache=3, eval_every=1)
+    (row,) = [r for r in Run(tmp_path/'run').read_metrics() if r['event'] == 'train']
+    # an untrained model rarely stops early: most completions reach the 5-token limit, inside the 3-token window (penalty < 0)
+    assert 'rewards/overlong/mean' in row and -1.0 <= row['rewards/overlong/mean'] < 0
+    assert 'rewards/math_reward/mean' in row and s['steps'] == 1
