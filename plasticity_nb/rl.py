@@ -185,6 +185,8 @@ class DAPOTrainer(GRPOTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, DAPOConfig): raise TypeError("DAPOTrainer needs a DAPOConfig (see grpo_config / dapo_config)")
+        if self.args.micro_batch_tokens and self.accelerator.distributed_type == 'DEEPSPEED':  # its engine owns backward and accumulation
+            raise ValueError(f"DAPOTrainer: micro_batch_tokens={self.args.micro_batch_tokens} (rl_micro_tokens) is not supported under DeepSpeed; set it to 0 there")
         self.prompt_stream = PromptStream(len(self.train_dataset), seed=self.args.seed)
         self.dims = ModelDims.from_config(self.accelerator.unwrap_model(self.model).config)
         self.rl_flops, self.best_reward, self.low_reward_steps = 0.0, -math.inf, 0
