@@ -424,7 +424,8 @@ def paradigm_ceilings(df:pd.DataFrame)->pd.DataFrame:
 EXPERT_PARTS, OWN_PARTS = ('loss_off', 'loss_sft', 'sft_demo', 'rl_demo'), ('loss_on', 'loss_rl', 'rl_self')  # the methods' logged loss terms (syn/...)
 
 def expert_share(row:dict)->float:
-    "Share of one training step's loss from expert tokens: |expert terms| / (|expert| + |own|); Prefix-RFT: its kept-prefix share; 0 without expert terms"
+    "How much of one training step learns from the expert: UPT the share of prompts its gate sends to SFT; Prefix-RFT its kept-prefix share; else the expert terms' share of the logged loss value, |expert| / (|expert| + |own|) (a policy-gradient term's value sits near 0 whatever its gradient: read it as an upper bound); 0 without expert terms"
+    if 'upt/sft_prompts' in row: return float(row['upt/sft_prompts'])
     if 'syn/prefix_kept' in row: return float(row['syn/prefix_kept'])
     ex, own = [abs(row.get(f'syn/{k}', 0.0)) for k in EXPERT_PARTS], [abs(row.get(f'syn/{k}', 0.0)) for k in OWN_PARTS]
     return sum(ex) / (sum(ex) + sum(own)) if sum(ex) + sum(own) > 0 else 0.0
