@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .config import Profile, SCHEMA, spec, spec_fields, sft_spec, identity
 from . import runs as R, data, models, sft, rl, ceiling, paper
-from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, peak_with_se, r_interval
+from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, mean_se, peak_with_se, r_interval
 from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
@@ -416,9 +416,11 @@ def paradigm_ceilings(df:pd.DataFrame)->pd.DataFrame:
         for r in f.itertuples():
             rows.append(dict(dataset=r.dataset, paradigm=r.paradigm, seed=r.seed, a_post=r.a_post, a_post_se=r.a_post_se, start=r.p_sft, peak=r.peak_score))
     t = pd.DataFrame(rows)
-    return (t.groupby(['dataset', 'paradigm']).agg(a_post=('a_post', 'mean'), spread=('a_post', 'std'), seeds=('seed', 'nunique'),
-                                                  a_post_se=('a_post_se', 'mean'), start=('start', 'mean'))
-             .reset_index().fillna({'spread': 0.0}))
+    t = (t.groupby(['dataset', 'paradigm']).agg(a_post=('a_post', 'mean'), spread=('a_post', 'std'), seeds=('seed', 'nunique'),
+                                               a_post_se=('a_post_se', 'mean'), start=('start', 'mean'))
+         .reset_index().fillna({'spread': 0.0}))
+    t['a_post_se'] = [mean_se(r.spread, r.seeds, r.a_post_se) for r in t.itertuples()]  # over seeds: spread / sqrt(n); one seed: its own
+    return t
 
 # %% ../nbs/15_experiments.ipynb #6ef4d0c1
 EXPERT_PARTS, OWN_PARTS = ('loss_off', 'loss_sft', 'sft_demo', 'rl_demo'), ('loss_on', 'loss_rl', 'rl_self')  # the methods' logged loss terms (syn/...)
