@@ -111,6 +111,7 @@ SCHEMA: dict[str, Setting] = {
     # the paradigm comparison (Figs 2, 6)
     'paradigm_seeds': _S('int', 3, 'seeds per method in the paradigm comparison (the spread)', 'paradigm', _P),
     'paradigm_panels': _S('str', 'base,saturated,strong', 'Fig 2 starting points: base, saturated (SFT checkpoint), strong (longer pre-trained base)', 'paradigm'),
+    'syn_micro_tokens': _S('int', 0, "token budget of one micro-batch of the synchronized methods per process, verl's ppo_max_token_len_per_gpu (the scripts: 32768); the SFT mean and the entropy bonus are taken per micro-batch, so it shapes the loss (0: the update batch at once)", 'paradigm', _N),
     'paradigm_seeded': _S('str', 'srft,dapo_d', 'the paradigms trained with every seed (the claim on seed spread compares these); the others run the first seed only', 'paradigm'),
     # evaluation
     'eval_samples': _S('int', 1, 'samples per problem on large benchmarks (pass@1)', 'eval', _P, into='eval.samples'),

@@ -8,7 +8,7 @@ import math, random
 import torch
 
 # %% auto #0
-__all__ = ['seq_mean', 'token_sum', 'row_means', 'policy_term', 'shaped_prob', 'group_advantages', 'luffy_loss', 'upt_gate',
+__all__ = ['seq_mean', 'token_sum', 'token_mean', 'policy_term', 'shaped_prob', 'group_advantages', 'luffy_loss', 'upt_gate',
            'upt_loss', 'srft_weights', 'srft_loss', 'prefix_bounds', 'sample_prefix_len', 'prefix_advantage_mask',
            'prefix_rft_loss']
 
@@ -34,9 +34,10 @@ def token_sum(per_token:torch.Tensor, mask:torch.Tensor,
     B, T = mask.shape
     return torch.where(mask, per_token, 0.0).sum() / ((B if rows is None else rows) * (T if L_max is None else L_max))
 
-def row_means(per_token:torch.Tensor, mask:torch.Tensor, rows=None)->torch.Tensor:
-    "Each row's mean over its `mask` tokens, summed over the rows and divided by `rows`: one micro-batch mean per SFT row"
-    return seq_mean(torch.where(mask, per_token, 0.0), mask).sum() / (mask.size(0) if rows is None else rows)
+def token_mean(per_token:torch.Tensor, mask:torch.Tensor, rows=None)->torch.Tensor:
+    "The mean of `per_token` over all `mask` tokens of the micro-batch (verl's `masked_mean`, 0 where none), divided by `rows`"
+    m = torch.where(mask, per_token, 0.0).sum() / mask.sum().clamp(min=1)
+    return m / (mask.size(0) if rows is None else rows)
 
 # %% ../nbs/17_losses.ipynb #738a60f7
 def policy_term(logp:torch.Tensor, old_logp:torch.Tensor, advantages:torch.Tensor,
@@ -112,14 +113,14 @@ def upt_loss(logp:torch.Tensor,  # (B, T) log pi_theta
              clip:bool=False,  # clip the RL ratio (the script: loss_remove_clip=True, no clip)
              eps_low:float=0.2, eps_high:float=0.2,
              is_ratio:torch.Tensor|None=None,  # vLLM importance-sampling ratio (RL rows)
-             L_max=None, rows=None  # the normaliser (`token_sum`, `row_means`)
+             L_max=None, rows=None  # the normaliser (`token_sum`, `token_mean`)
             )->tuple[torch.Tensor, dict]:
-    "UPT: L = (1/B)[(1/L_max) sum_{RL tokens} -r_t A + c_sft sum_{SFT rows} mean_t -log pi(y*_t)]"
+    "UPT on one micro-batch: L = (1/B)[(1/L_max) sum_{RL tokens} -r_t A + c_sft mean_{SFT tokens} -log pi(y*_t)]"
     rl_m, sft_m = mask & rl_row[:, None], mask & sft_row[:, None]
     old, is_ratio = _sampled(logp, old_logp, rl_m, is_ratio)
     pg = policy_term(logp, old, advantages, eps_low, eps_high, clip)
     if is_ratio is not None: pg = pg * is_ratio
-    rl, sft = token_sum(pg, rl_m, L_max, rows), sft_coef * row_means(-logp, sft_m, rows)
+    rl, sft = token_sum(pg, rl_m, L_max, rows), sft_coef * token_mean(-logp, sft_m, rows)
     return rl + sft, dict(loss_rl=rl.detach(), loss_sft=sft.detach())
 
 # %% ../nbs/17_losses.ipynb #88e494ee
@@ -139,15 +140,15 @@ def srft_loss(logp:torch.Tensor,  # (B, T) log pi_theta, with gradient
               gamma:float=0.1,  # shaping of the off-policy term, f(p) = p/(p+gamma)
               c_sft:float=0.5, c_rl:float=0.1,  # w_sft = c_sft exp(-H), w_rl = c_rl exp(H)
               is_ratio:torch.Tensor|None=None,  # vLLM importance-sampling ratio (self-rollout tokens only)
-              L_max=None, rows=None  # the normaliser (`token_sum`, `row_means`)
+              L_max=None, rows=None  # the normaliser (`token_sum`, `token_mean`)
              )->tuple[torch.Tensor, dict]:
-    "SRFT: L = (1/B)[sum_demo rows w_sft mean_t -log pi + (1/L_max)(sum_demo -f(pi) A* + sum_y+ -w_rl log pi + sum_y- log pi)]"
+    "SRFT on one micro-batch: L = (1/B)[mean_demo tokens w_sft -log pi + (1/L_max)(sum_demo -f(pi) A* + sum_y+ -w_rl log pi + sum_y- log pi)]"
     w_sft, w_rl = srft_weights(entropy, mask, c_sft, c_rl)
     demo, own = mask & off_mask, mask & ~off_mask
     _, is_ratio = _sampled(logp, logp.detach(), own, is_ratio)
     own_tok = torch.where(correct[:, None], -w_rl[:, None] * logp, logp)
     if is_ratio is not None: own_tok = own_tok * is_ratio
-    sft_demo = row_means(-w_sft[:, None] * logp, demo, rows)
+    sft_demo = token_mean(-w_sft[:, None] * logp, demo, rows)
     rl_demo = token_sum(-_adv(advantages) * shaped_prob(logp, gamma), demo, L_max, rows)
     rl_self = token_sum(own_tok, own, L_max, rows)
     stats = dict(sft_demo=sft_demo.detach(), rl_demo=rl_demo.detach(), rl_self=rl_self.detach(),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_rl.ipynb #9d68fae6
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, random, time
+import contextlib, dataclasses, heapq, json, math, os, random, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch
@@ -19,7 +19,8 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['PromptStream', 'DAPOConfig', 'grpo_config', 'dapo_config', 'select_groups', 'concat_rows', 'split_rows',
-           'DAPOTrainer', 'length_buckets', 'rows_of', 'micro_batches', 'rng_isolated', 'RunLogger', 'run_rl']
+           'DAPOTrainer', 'balanced_partition', 'balanced_micro_batches', 'length_buckets', 'rows_of', 'micro_batches',
+           'rng_isolated', 'RunLogger', 'run_rl']
 
 # %% ../nbs/11_rl.ipynb #9b08dd6e
 class PromptStream:
@@ -52,10 +53,12 @@ class PromptStream:
 @dataclass
 class DAPOConfig(GRPOConfig):
     "GRPOConfig plus DAPO's dynamic sampling and a reward-collapse guard"
+    _split_losses = ('dapo', 'grpo')  # TRL losses whose micro-batches add up to the whole batch's (a class attribute, not a field)
     dynamic_sampling: bool = field(default=False, metadata={'help': 'drop all-equal-reward groups and regenerate'})
     max_gen_rounds: int = field(default=10, metadata={'help': 'K: generation rounds per step at most'})
     gen_batch_prompts: int|None = field(default=None, metadata={'help': 'B_gen: prompts per round (None: B_train)'})
-    micro_batch_tokens: int = field(default=0, metadata={'help': 'padded tokens per micro-batch: an update batch is cut into length-sorted micro-batches of at most this many prompt+completion tokens, each trimmed to its longest row (0: one micro-batch)'})
+    micro_batch_tokens: int = field(default=0, metadata={'help': "token budget of a micro-batch (0: the update batch at once); how it cuts is `micro_batch_split`"})
+    micro_batch_split: str = field(default='length', metadata={'help': "'length': rows sorted by length, at most micro_batch_tokens padded tokens a part (the same gradient, less padding); 'balanced': verl's dynamic micro-batches, ceil(tokens / budget) parts of near-equal unpadded tokens (Karmarkar-Karp)"})
     collapse_patience: int = field(default=5, metadata={'help': 'steps of collapsed reward that mark a run unstable (0: off)'})
     collapse_ratio: float = field(default=0.1, metadata={'help': 'reward <= ratio * best reward so far counts as collapsed'})
     collapse_min_best: float = field(default=0.2, metadata={'help': 'the guard only acts once the best mean reward reached this (below it a falling reward is noise, or a model changing format)'})
@@ -66,8 +69,10 @@ class DAPOConfig(GRPOConfig):
         if self.steps_per_generation % self.gradient_accumulation_steps:
             raise ValueError(f"DAPOConfig: steps_per_generation={self.steps_per_generation} must be a multiple of gradient_accumulation_steps="
                              f"{self.gradient_accumulation_steps} (a whole number of optimizer updates per generation batch)")
-        if self.micro_batch_tokens and self.loss_type not in ('dapo', 'grpo'):
-            raise ValueError(f"DAPOConfig: micro_batch_tokens={self.micro_batch_tokens} needs loss_type 'dapo' or 'grpo' (a loss whose micro-batches add up exactly), got {self.loss_type!r}")
+        if self.micro_batch_split not in ('length', 'balanced'):
+            raise ValueError(f"DAPOConfig: micro_batch_split={self.micro_batch_split!r}; accepted 'length' or 'balanced'")
+        if self.micro_batch_tokens and self.loss_type not in self._split_losses:
+            raise ValueError(f"DAPOConfig: micro_batch_tokens={self.micro_batch_tokens} needs loss_type in {self._split_losses} (a loss whose micro-batches add up as intended), got {self.loss_type!r}")
         if self.micro_batch_tokens < 0: raise ValueError(f"DAPOConfig: micro_batch_tokens={self.micro_batch_tokens} must be >= 0 (0: one micro-batch)")
         if self.max_gen_rounds < 1: raise ValueError(f"DAPOConfig: max_gen_rounds={self.max_gen_rounds} must be >= 1")
         b = self.gen_batch_prompts or self.train_prompts
@@ -288,6 +293,22 @@ def flag_unstable(self:DAPOTrainer, reason:str):
     _flag_unstable(self, reason)
 
 # %% ../nbs/11_rl.ipynb #e3636fc5
+def balanced_partition(lengths, k:int)->list[list[int]]:
+    "Row indices in `k` parts of near-equal summed `lengths`: the largest differencing method (Karmarkar-Karp), as verl balances micro-batches"
+    if not 1 <= k <= max(len(lengths), 1): raise ValueError(f"balanced_partition: k={k} parts for {len(lengths)} rows")
+    heap = [(-int(l), i, [(int(l), [i])] + [(0, [])] * (k - 1)) for i, l in enumerate(lengths)]  # (-spread, tie, parts by sum, largest first)
+    heapq.heapify(heap)
+    while len(heap) > 1:
+        _, i, a = heapq.heappop(heap); _, _, b = heapq.heappop(heap)
+        merged = sorted(((sa + sb, ra + rb) for (sa, ra), (sb, rb) in zip(a, reversed(b))), key=lambda p: -p[0])
+        heapq.heappush(heap, (merged[-1][0] - merged[0][0], i, merged))
+    return [sorted(r) for _, r in heap[0][2]] if heap else [[] for _ in range(k)]
+
+def balanced_micro_batches(lengths, budget:int)->list[list[int]]:
+    "verl's dynamic micro-batches (`use_dynamic_bsz`): ceil(total tokens / budget) parts, at most one per row, balanced by `balanced_partition`"
+    k = min(len(lengths), max(1, math.ceil(sum(int(l) for l in lengths) / budget)))
+    return [p for p in balanced_partition(lengths, k) if p]
+
 def length_buckets(lengths, budget:int)->list[list[int]]:
     "Row indices in micro-batches of at most `budget` padded tokens: rows sorted by length, each part padded to its longest row (a row longer than the budget alone)"
     parts, cur, width = [], [], 0
@@ -316,12 +337,15 @@ def rows_of(batch:dict, rows)->dict:
         else: out[k] = v[r.to(v.device)]
     return out
 
-def micro_batches(batch:dict, budget:int)->list[tuple[dict, float]]:
-    "The batch as (micro-batch, share of its rows) pairs under a padded-token `budget` (`length_buckets` of prompt + completion lengths)"
+def micro_batches(batch:dict, budget:int,
+                  split:str='length'  # 'length' (`length_buckets`) or 'balanced' (`balanced_micro_batches`)
+                 )->list[tuple[dict, float]]:
+    "The batch as (micro-batch, share of its rows) pairs under a token `budget`, cut by `split`"
     n = batch['completion_ids'].size(0)
     if n == 0 or not budget: return [(batch, 1.0)]
-    lens = (batch['prompt_mask'].sum(1) + _last_true(batch['completion_mask'])).tolist()
-    return [(rows_of(batch, b), len(b) / n) for b in length_buckets(lens, budget)]
+    if split == 'balanced': parts = balanced_micro_batches((batch['prompt_mask'].sum(1) + batch['completion_mask'].sum(1)).tolist(), budget)
+    else: parts = length_buckets((batch['prompt_mask'].sum(1) + _last_true(batch['completion_mask'])).tolist(), budget)
+    return [(rows_of(batch, b), len(b) / n) for b in parts]
 
 # %% ../nbs/11_rl.ipynb #671b3ee1
 @patch
@@ -335,16 +359,21 @@ def _prepare_inputs(self:DAPOTrainer, generation_batch):
 
 @patch
 def compute_loss(self:DAPOTrainer, model, inputs, return_outputs=False, num_items_in_batch=None):
-    "TRL's loss over the length-bucketed micro-batches of the update (`micro_batches`); a micro-batch with no kept rows gives a zero loss that touches no gradient"
+    "TRL's loss over the micro-batches of the update (`micro_batches`), each weighted by `_part_weight`; a micro-batch with no kept rows gives a zero loss that touches no gradient"
     if inputs['completion_ids'].size(0) == 0: return torch.zeros((), device=self.accelerator.device, requires_grad=True)
-    parts = micro_batches(inputs, self.args.micro_batch_tokens) if self.model.training else [(inputs, 1.0)]
+    a = self.args
+    parts = micro_batches(inputs, a.micro_batch_tokens, a.micro_batch_split) if self.model.training else [(inputs, 1.0)]
     done = 0.0  # the earlier parts' losses: their gradients are already in place, the sum is for the log
     for k, (part, share) in enumerate(parts):
-        loss = super(DAPOTrainer, self).compute_loss(model, part, return_outputs, num_items_in_batch)
-        if self.args.loss_type == 'grpo': loss = loss * share  # a per-sequence mean: each part weighs its share of the rows
+        loss = super(DAPOTrainer, self).compute_loss(model, part, return_outputs, num_items_in_batch) * self._part_weight(share, num_items_in_batch)
         if k == len(parts) - 1: return loss + done  # the Trainer scales and back-propagates the last part
         with self.accelerator.no_sync(model): self.accelerator.backward(loss if self._loss_scaled_for_ga(num_items_in_batch) else loss / self.current_gradient_accumulation_steps)
         done = done + loss.detach()
+
+@patch
+def _part_weight(self:DAPOTrainer, share:float, num_items_in_batch)->float:
+    "A micro-batch loss's weight: GRPO's per-sequence mean weighs its share of the rows; DAPO's token sum over the batch's tokens adds up as it is"
+    return share if self.args.loss_type == 'grpo' else 1.0
 
 @patch
 def _loss_scaled_for_ga(self:DAPOTrainer, num_items_in_batch)->bool:

@@ -38,6 +38,8 @@ class _MixConfig(DAPOConfig):
     entropy_coef: float = field(default=0.001, metadata={'help': 'entropy bonus (PAPER.md section 8: 0.001)'})
     scale_rewards: str = field(default='none', metadata={'help': "advantage std normalisation ('none': A = r - mean r)"})
     loss_type: str = field(default='dr_grpo', metadata={'help': "token sums over B x max_completion_length (the losses' normaliser)"})
+    micro_batch_split: str = field(default='balanced', metadata={'help': "the scripts' micro-batches: verl's dynamic ones, balanced by Karmarkar-Karp (the SFT mean and the entropy bonus are taken per micro-batch)"})
+    _split_losses = ('dr_grpo',)  # the methods' losses are defined per micro-batch (a class attribute, not a field)
 
     def __post_init__(self):
         super().__post_init__()
@@ -240,17 +242,15 @@ def _policy(self:MixedGroupTrainer, model, inputs:dict)->tuple:
     return logp, ent, mask, off, (logp.detach() if old is None else old)
 
 @patch
-def _accumulation(self:MixedGroupTrainer)->int:
-    "Micro-batches in the current accumulation window (1 in evaluation)"
-    if not self.model.training: return 1
-    return getattr(self, 'current_gradient_accumulation_steps', self.args.gradient_accumulation_steps)
+def _part_weight(self:MixedGroupTrainer, share:float, num_items_in_batch)->float:
+    "A micro-batch's loss counts once, as in the scripts (gradient accumulation 1): undo the Trainer's division by the accumulation steps"
+    if not self.model.training or self._loss_scaled_for_ga(num_items_in_batch): return 1.0
+    return float(getattr(self, 'current_gradient_accumulation_steps', self.args.gradient_accumulation_steps))
 
 @patch
 def _norm(self:MixedGroupTrainer)->dict:
-    "The losses' normaliser: L_max, the response limit, and B, the generation batch's rows (prompts x 8) rescaled like TRL's token counts"
-    B = self.args.train_prompts * (self.num_generations - self.extra_slots) / self.accelerator.num_processes
-    if self.model.training: B = B * self._accumulation() / self.args.steps_per_generation  # one micro-batch of the window
-    return dict(L_max=self.max_completion_length, rows=B)
+    "The losses' normaliser: L_max, the response limit, and B = 1: a micro-batch's token sum over L_max, as verl's `loss_remove_token_mean`"
+    return dict(L_max=self.max_completion_length, rows=1)
 
 @patch
 def _compute_loss(self:MixedGroupTrainer, model, inputs):
@@ -261,10 +261,10 @@ def _compute_loss(self:MixedGroupTrainer, model, inputs):
 
 @patch
 def _finish(self:MixedGroupTrainer, loss:torch.Tensor, ent:torch.Tensor, mask:torch.Tensor, stats:dict)->torch.Tensor:
-    "Subtract the entropy bonus c_H * H (mean over `mask`), log the method's statistics, return the loss"
+    "Subtract the entropy bonus c_H * H (the micro-batch's token mean over `mask`, as the scripts'), log the method's statistics, return the loss"
     m = self._metrics['train' if self.model.training else 'eval']
     H = (ent * mask).sum() / mask.sum().clamp(min=1)
-    if self.args.entropy_coef: loss = loss - self.args.entropy_coef * H / self._accumulation()
+    if self.args.entropy_coef: loss = loss - self.args.entropy_coef * H
     m['entropy'].append(self.accelerator.gather(H.detach()).mean().item())
     for k, v in stats.items(): m[f'syn/{k}'].append(self.accelerator.gather(torch.as_tensor(v).float().detach()).mean().item())
     return loss
@@ -368,6 +368,8 @@ def syn_config(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
                batch:int=64, group_size:int=8, steps:int=100, max_new_tokens:int=8192, temperature:float=0.7,
                eps_low:float=0.2, eps_high:float|None=None,  # on-policy clip range (None: symmetric)
                micro_batch:int|None=None, seed:int=0, save_every:int|None=None,
+               updates:int=1,  # optimizer updates per generated batch (the scripts: 2 mini-batches of 64 prompts from 128)
+               micro_tokens:int=0,  # token budget of one of the scripts' micro-batches per process (0: the update batch at once)
                **kw  # any other field of the method's config
               ):
     "The method's config with the run settings shared with rl.grpo_config / rl.dapo_config"
@@ -375,7 +377,7 @@ def syn_config(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
     m = get_method(method, 'syn_config')
     G = group_size + m.trainer.extra_slots  # UPT: n rollouts + the expert slot
     d = _common(output_dir, lr or 1.0, batch, G, steps, max_new_tokens, temperature, micro_batch, seed, save_every,
-                dict(epsilon=eps_low, epsilon_high=eps_low if eps_high is None else eps_high))
+                dict(epsilon=eps_low, epsilon_high=eps_low if eps_high is None else eps_high, updates=updates, micro_batch_tokens=micro_tokens))
     for k in ('scale_rewards',) + (('learning_rate',) if lr is None else ()): d.pop(k)  # the method's own defaults
     return m.config(**{**d, **kw})
 
@@ -395,6 +397,8 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
             mask_truncated:bool=False,
             seed:int=0, rollout_engine:str='auto',  # 'auto' | 'hf' | 'vllm'
             micro_batch:int|None=None, save_every:int|None=None,
+            updates:int=1,  # optimizer updates per generated batch
+            micro_tokens:int=0,  # token budget of one of the scripts' micro-batches (verl's ppo_max_token_len_per_gpu; 0: the update at once)
             bf16:bool=False, resume:bool=True,
             reward_funcs:list|None=None,  # TRL reward functions (None: rewards.math_reward)
             evaluate_fn=None,  # evaluate_fn(model, tokenizer) -> scores
@@ -412,7 +416,7 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
         model, tok = load_local(model_path)
         use_vllm = pick_engine(rollout_engine) == 'vllm'
         args = syn_config(method, run.ckpt_dir, lr, batch, group_size, steps, max_new_tokens, temperature, eps_low, eps_high,
-                          micro_batch, seed, save_every or eval_every, bf16=bf16, use_vllm=use_vllm, warmup_steps=warmup_steps,
+                          micro_batch, seed, save_every or eval_every, updates, micro_tokens, bf16=bf16, use_vllm=use_vllm, warmup_steps=warmup_steps,
                           mask_truncated_completions=mask_truncated, **({'vllm_mode': 'colocate'} if use_vllm else {}),
                           **{**(m.from_model(model.config.model_type) if m.from_model else {}), **config_kw})
         logger = RunLogger(run, evaluate_fn or (_default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed,
@@ -435,6 +439,6 @@ def syn_settings(profile,  # a config.Profile (or dict with its keys)
     from plasticity_nb.evaluate import samples_from_profile
     m = get_method(method, 'syn_settings')
     kw = vars(spec(profile, 'rl')) | ({'benchmarks': benchmarks, 'eval_samples': samples_from_profile(profile, list(benchmarks))} if benchmarks else {})
-    for k in ('gen_batch', 'ds_rounds', 'eps_high', 'micro_tokens', 'updates'): kw.pop(k, None)  # DAPO's own; the methods clip symmetrically, take the update batch at once, one update per generation
-    kw['lr'] = kw['lr'] * m.lr_scale
+    for k in ('gen_batch', 'ds_rounds', 'eps_high', 'micro_tokens'): kw.pop(k, None)  # DAPO's own: the methods clip symmetrically and cut their own micro-batches
+    kw['lr'], kw['micro_tokens'] = kw['lr'] * m.lr_scale, profile['syn_micro_tokens']
     return {**kw, **overrides}

@@ -4,8 +4,9 @@ Each reference below is written from the official formula it cites (repository @
 token on small hand-built tensors, with no project code: ElliottYan/LUFFY @ 01f4ae0, TsinghuaC3I/Unify-Post-Training
 @ ae332f5 (UPT/HPT and SRFT), ZeroYuHuang/prefix_rft @ 5f5d2a1. The verl code sums a micro-batch's token losses over
 `eos_mask.shape[-1]` (= max_response_length) and adds the micro-batches up; `losses` divides the same sums by
-B * L_max, so every comparison is `B * ours == official`, with the micro-batches chosen so that each SFT row sits
-with RL rows only (the reading `losses` documents)."""
+B * L_max, so every comparison is `B * ours == official`; UPT's and SRFT's SFT term (a token mean over a
+micro-batch's expert rows) is compared micro-batch by micro-batch (`per_micro`, rows=1), with micro-batches that
+hold several expert rows."""
 import math
 from collections import defaultdict
 import pytest, torch
@@ -34,6 +35,12 @@ def toy(B=6, T=8, seed=0):
     lens = torch.tensor([T, 3, 5, T - 1, 4, 6][:B])
     mask = torch.arange(T)[None, :] < lens[:, None]
     return logp, old, mask
+
+
+def per_micro(loss_fn, micro_batches, *tensors, **kw):
+    "The project's loss summed over the given micro-batches (rows=1, L_max = T: the scripts' per-micro-batch loss), as syn's trainers add them up"
+    T = tensors[0].size(1)
+    return sum(loss_fn(*(x[mb] for x in tensors), L_max=T, rows=1, **kw)[0] for mb in micro_batches)
 
 
 def grad(f, x):
@@ -129,30 +136,34 @@ def upt_official(logp, old, A, mask, rl_row, sft_row, micro_batches, T, sft_coef
 
 
 def test_upt_matches_the_hpt_switch():
-    "upt_loss = HPT's switch loss over B (value and gradient), each SFT row in a micro-batch with RL rows"
+    "upt_loss per micro-batch = HPT's switch loss (value and gradient), micro-batches with 0, 1 and 2 SFT rows"
     logp, old, mask = toy()
     rl_row = torch.tensor([True, True, False, True, True, False])
     sft_row = ~rl_row
     A = torch.tensor([0.5, -0.5, 0.0, 0.25, -0.25, 0.0], dtype=D)
-    mbs = [[0, 1, 2], [3, 4, 5]]
-    for coef in (1.0, 0.3):
-        ours = lambda: 6 * upt_loss(logp, old, A, mask, rl_row, sft_row, sft_coef=coef)[0]
-        ref = lambda: upt_official(logp, old, A, mask, rl_row, sft_row, mbs, 8, coef)
-        assert ours().item() == pytest.approx(ref().item(), rel=1e-12)
-        torch.testing.assert_close(grad(ours, logp), grad(ref, logp))
+    for mbs in ([[0, 1, 2], [3, 4, 5]], [[0, 2, 5], [1, 3, 4]], [[0, 1, 2, 3, 4, 5]]):
+        for coef in (1.0, 0.3):
+            ours = lambda: per_micro(upt_loss, mbs, logp, old, A, mask, rl_row, sft_row, sft_coef=coef)
+            ref = lambda: upt_official(logp, old, A, mask, rl_row, sft_row, mbs, 8, coef)
+            assert ours().item() == pytest.approx(ref().item(), rel=1e-12)
+            torch.testing.assert_close(grad(ours, logp), grad(ref, logp))
+    # two SFT rows (5 and 6 tokens) in one micro-batch share one mean over their 11 tokens, not one mean per row
+    both = float(per_micro(upt_loss, [[2, 5]], logp, old, A, mask, rl_row, sft_row))
+    assert both == pytest.approx(-float(logp[2, :5].sum() + logp[5, :6].sum()) / 11, rel=1e-12)
+    assert both != pytest.approx(-float(logp[2, :5].mean() + logp[5, :6].mean()), rel=1e-3)
 
 
-def test_upt_sft_token_weighs_L_max_over_its_length():
+def test_upt_sft_token_weight_falls_as_sft_rows_share_a_micro_batch():
     """The HPT per-token SFT:RL weight at the scripts' 8,192-token normaliser (core_algos.compute_policy_loss
-    / eos_mask.shape[-1] against mix_core_alg.compute_sft_pure_loss's mean): 8192 / |y*|, here 8192 / 3000 = 2.73,
-    the same with 1 or 16 of 64 prompts gated to SFT (a per-term token mean would make it N_RL / N_SFT)"""
+    / eos_mask.shape[-1] against mix_core_alg.compute_sft_pure_loss's mean over the micro-batch's expert tokens):
+    8192 / (k |y*|) with k SFT rows of |y*| = 3000 tokens in the micro-batch: 2.73 for one, 2.73 / 16 for 16"""
     T, n_sft = 8192, 3000
     for k in (1, 16):
         mask = torch.zeros(64, T, dtype=torch.bool); mask[:, :n_sft] = True
         sft_row = torch.arange(64) < k
         logp = torch.zeros(64, T, dtype=D, requires_grad=True)
-        g = grad(lambda: upt_loss(logp, logp.detach(), torch.ones(64, dtype=D), mask, ~sft_row, sft_row)[0], logp)
-        assert float(g[0, 0] / g[-1, 0]) == pytest.approx(T / n_sft)
+        g = grad(lambda: upt_loss(logp, logp.detach(), torch.ones(64, dtype=D), mask, ~sft_row, sft_row, rows=1)[0], logp)
+        assert float(g[0, 0] / g[-1, 0]) == pytest.approx(T / (k * n_sft))
 
 
 # ---------------------------------------------------------------- SRFT
@@ -168,7 +179,8 @@ def srft_official(logp, A, ent, mask, prefix, correct, micro_batches, T):
         H = torch.stack([masked_mean(ent[i], mask[i]) for i in mb]).detach()
         sft_coef, on_coef = 0.5 * torch.exp(-H), 0.1 * torch.exp(H)
         exp_rows = [j for j, i in enumerate(mb) if prefix[i].any()]
-        sft = sum(-(logp[mb[j]] * sft_coef[j] * mask[mb[j]]).sum() for j in exp_rows) / sum(mask[mb[j]].sum() for j in exp_rows)
+        sft = (sum(-(logp[mb[j]] * sft_coef[j] * mask[mb[j]]).sum() for j in exp_rows) / sum(mask[mb[j]].sum() for j in exp_rows)
+               if exp_rows else 0)  # no expert row: NaN in the official, then skipped
         pg = 0
         for j, i in enumerate(mb):
             for t in range(logp.size(1)):
@@ -180,16 +192,17 @@ def srft_official(logp, A, ent, mask, prefix, correct, micro_batches, T):
 
 
 def test_srft_matches_the_hpt_srft_branch():
-    "srft_loss = the SRFT reimplementation's loss over B (value and gradient), one expert row per micro-batch"
+    "srft_loss per micro-batch = the SRFT reimplementation's loss (value and gradient), with 1 and 2 expert rows per micro-batch"
     logp, _, mask = toy()
     ent = torch.rand(6, 8, dtype=D, generator=torch.Generator().manual_seed(1)) * 2
     prefix = torch.zeros_like(mask); prefix[2] = mask[2]; prefix[5] = mask[5]
     correct = torch.tensor([True, False, True, False, True, True])
     A = torch.tensor([0.5, -0.5, 0.5, -0.25, 0.75, 0.75], dtype=D)
-    ours = lambda: 6 * srft_loss(logp, A, ent, mask, prefix, correct)[0]
-    ref = lambda: srft_official(logp, A, ent, mask, prefix, correct, [[0, 1, 2], [3, 4, 5]], 8)
-    assert ours().item() == pytest.approx(ref().item(), rel=1e-12)
-    torch.testing.assert_close(grad(ours, logp), grad(ref, logp))
+    for mbs in ([[0, 1, 2], [3, 4, 5]], [[0, 2, 5], [1, 3, 4]]):
+        ours = lambda: per_micro(srft_loss, mbs, logp, A, ent, mask, prefix, correct)
+        ref = lambda: srft_official(logp, A, ent, mask, prefix, correct, mbs, 8)
+        assert ours().item() == pytest.approx(ref().item(), rel=1e-12)
+        torch.testing.assert_close(grad(ours, logp), grad(ref, logp))
     H = [float(masked_mean(ent[i], mask[i])) for i in range(6)]
     w_sft, w_rl = srft_weights(ent, mask)
     assert w_sft.tolist() == pytest.approx([0.5 * math.exp(-h) for h in H])

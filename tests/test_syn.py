@@ -1,7 +1,8 @@
 """The synchronized SFT-RL methods (plasticity_nb.syn): each trainer's loss and gradient on a hand-made batch against
 an independent reference (plain autograd on the official formula of tests/test_losses.py, token by token, with
-log-probs and entropies taken from the model's logits, not from TRL's fused head, normalised by B * L_max with B the
-generation batch's rows and L_max = max_completion_length), one optimizer step through TRL's training step, the
+log-probs and entropies taken from the model's logits, not from TRL's fused head; one micro-batch's loss as the scripts
+compute it: policy token sums over L_max = max_completion_length, the SFT term and the entropy bonus token means over
+the micro-batch, the micro-batches added up), one optimizer step through TRL's training step, the
 handling of expert tokens (ratios, old log-probs, vLLM correction), the UPT gate, Prefix-RFT's schedule, the expert
 trajectory scored in its group, FLOPs, and a short run of every method through `run_syn`."""
 import json, math, os, random
@@ -20,7 +21,7 @@ from plasticity_nb.syn import (METHODS, run_syn, syn_config, syn_settings, upt_g
 torch.set_num_threads(1)
 ATOL = 1e-5
 L_MAX, ROWS = 40, 8  # the trainers' max_completion_length and generation batch rows (2 prompts x the group of 4)
-N = ROWS * L_MAX  # the policy terms' normaliser B * L_max
+N = L_MAX  # the policy terms' normaliser: a micro-batch's token sum over L_max (verl's loss_remove_token_mean)
 
 # ---------------------------------------------------------------- fixtures: a tiny model and one trainer per method
 
@@ -160,6 +161,51 @@ def test_luffy_step_accumulates_to_the_batch_loss(tok, rows, tmp_path):
     assert_same_grads(g, grads_of(tr.model, ref))
 
 # ---------------------------------------------------------------- SRFT
+def srft_official_micro(m, b, off, correct, A, micro_batches, coef):
+    """hpt mix_actor.py update_policy, offline_loss_type 'srft', per micro-batch: H_i = the row's mean token entropy
+    (detached), sft_loss = compute_sft_pure_loss(log_prob * 0.5 e^-H) over the micro-batch's expert tokens, on tokens
+    -on_adv log p (0.1 e^H where correct, else -1), expert tokens -A p/(p+0.1), token sum / L_max; minus entropy_coeff x
+    the micro-batch's mean token entropy; the micro-batch losses added up (gradient accumulation 1)"""
+    lp, ent = ref_logps(m, b)
+    mask = b['completion_mask'].bool()
+    total = 0
+    for mb in micro_batches:
+        H = {i: ent[i][mask[i]].mean().detach() for i in mb}
+        demo = [(i, t) for i in mb for t in range(mask.size(1)) if off[i, t]]
+        sft = sum(-0.5 * torch.exp(-H[i]) * lp[i, t] for i, t in demo) / len(demo) if demo else 0
+        pg = 0
+        for i in mb:
+            for t in range(mask.size(1)):
+                if not mask[i, t]: continue
+                if off[i, t]: p = lp[i, t].exp(); pg = pg - A[i] * p / (p + 0.1)
+                else: pg = pg - (0.1 * torch.exp(H[i]) if correct[i] else -1.0) * lp[i, t]
+        Hmb = sum(ent[i][mask[i]].sum() for i in mb) / sum(mask[i].sum() for i in mb)
+        total = total + sft + pg / L_MAX - coef * Hmb
+    return total
+
+def test_srft_step_over_the_scripts_micro_batches(tok, rows, tmp_path):
+    """One optimizer step with verl's dynamic micro-batches (a token budget, rows balanced by Karmarkar-Karp) and two
+    expert rows per micro-batch: the accumulated loss and every gradient equal the official per-micro-batch formula"""
+    from plasticity_nb.rl import balanced_micro_batches
+    tr = _trainer('srft', tok, rows, tmp_path, entropy_coef=0.01, micro_batch_tokens=80)
+    comps = ['12+34=46\n\\boxed{46}', '56-7', '9*3=27\n27+1=28\n\\boxed{28}', '40-6=34', '1+1=2', '7', '3*3=9\n\\boxed{9}', '12']
+    b = make_batch(tok, comps, PROMPTS * 2)
+    mask = b['completion_mask'].bool()
+    off = torch.zeros_like(mask); off[[0, 2, 3, 6]] = mask[[0, 2, 3, 6]]  # four expert rows
+    correct = torch.tensor([True, True, False, True, False, True, True, False])
+    A = torch.tensor([0.75, 0.5, -0.25, 0.25, -0.5, 0.25, 0.5, -0.75])
+    lens = (b['prompt_mask'].sum(1) + b['completion_mask'].sum(1)).tolist()
+    mbs = balanced_micro_batches(lens, 80)  # 206 tokens: 3 parts, [[0, 1, 5], [4, 6, 7], [2, 3]]
+    assert len(mbs) == 3 and any(sum(bool(off[i].any()) for i in mb) >= 2 for mb in mbs)  # expert rows share micro-batches
+    batch = dict(b, advantages=A, off_mask=off, expert_row=off.any(1), correct=correct, num_items_in_batch=mask.sum())
+    loss, g = train_step(tr, batch)
+    ref = srft_official_micro(tr.model, b, off, correct, A, mbs, 0.01)
+    assert loss == pytest.approx(ref.item(), rel=1e-4)
+    assert_same_grads(g, grads_of(tr.model, ref))
+    # one micro-batch (the old reading) is a different loss: the partition is part of the method
+    one = srft_official_micro(tr.model, b, off, correct, A, [list(range(8))], 0.01)
+    assert abs(one.item() - ref.item()) > 1e-3
+
 
 def test_srft_trainer_matches_reference_and_stops_weight_gradients(trainers, tok):
     "SRFTTrainer._compute_loss: the three terms of the official formula (test_losses) with w_sft = 0.5 sg(e^-H), w_rl = 0.1 sg(e^H)"
@@ -182,7 +228,7 @@ def test_srft_trainer_matches_reference_and_stops_weight_gradients(trainers, tok
         sft = rl_demo = rl_self = 0
         for i, t in tokens(b):
             if off[i, t]:
-                sft = sft - 0.5 * torch.exp(-Hseq[i]) * lp[i, t] / off[i].sum() / ROWS  # the expert row's mean, over B
+                sft = sft - 0.5 * torch.exp(-Hseq[i]) * lp[i, t] / off.sum()  # the mean over the micro-batch's expert tokens
                 p = lp[i, t].exp(); rl_demo = rl_demo - A[i] * p / (p + 0.1) / N
             elif correct[i]: rl_self = rl_self - 0.1 * torch.exp(Hseq[i]) * lp[i, t] / N
             else: rl_self = rl_self + lp[i, t] / N
@@ -230,7 +276,7 @@ def test_upt_gate_switches_per_prompt(trainers):
     with pytest.raises(ValueError, match='gamma'): upt_gamma('gpt2')
 
 def test_upt_trainer_matches_reference(trainers, tok):
-    "UPTTrainer._compute_loss = (1/B)[sum_RL -r A / L_max + sum of the SFT rows' mean NLL] (hpt mix_actor.py update_policy, 'sft')"
+    "UPTTrainer._compute_loss = sum_RL -r A / L_max + the mean NLL over the SFT tokens (hpt mix_actor.py update_policy, 'sft')"
     tr = trainers['upt']; m = tr.model
     b = make_batch(tok)
     mask = b['completion_mask'].bool()
@@ -248,9 +294,9 @@ def test_upt_trainer_matches_reference(trainers, tok):
     rl, sft = 0, 0
     for i, t in tokens(b):
         if rl_row[i]: rl = rl - (lp[i, t] - old[i, t]).exp() * A[i]  # no clip (exp_scripts/train.sh: loss_remove_clip)
-        elif sft_row[i]: sft = sft - lp[i, t] / n[i]
+        elif sft_row[i]: sft = sft - lp[i, t] / n[sft_row].sum()
     trained = mask & (rl_row | sft_row)[:, None]
-    ref = rl / N + sft / ROWS - entropy_bonus(ent, trained, a.entropy_coef)
+    ref = rl / N + sft - entropy_bonus(ent, trained, a.entropy_coef)
     torch.testing.assert_close(loss, ref, atol=ATOL, rtol=1e-4)
     assert_same_grads(g, grads_of(m, ref))
 
@@ -463,6 +509,28 @@ def test_resume_is_exact(base_dir, tmp_path):
         for k in ('loss', 'syn/S_off', 'syn/S_on', 'exaflops'): assert x[k] == y[k], (x['step'], k)
     assert s['exaflops'] == json.loads((tmp_path/'a'/'DONE').read_text())['exaflops']
 
+class _RatioSpy(syn.LUFFYTrainer):
+    "LUFFY recording, per optimizer update, the largest |ratio - 1| over its on-policy tokens"
+    def _loss(self, logp, ent, mask, off, old, inputs):
+        on = mask & ~off
+        self.seen.append(float(((logp.detach() - old).exp() - 1).abs()[on].max()))
+        return super()._loss(logp, ent, mask, off, old, inputs)
+
+def test_two_updates_per_generation_for_the_methods(base_dir, tmp_path):
+    "updates=2 (the scripts' two mini-batches of one generation): TRL keeps the old log-probs, the second update is off-policy"
+    from datasets import Dataset
+    from plasticity_nb.models import load_local
+    args = syn_config('luffy', tmp_path/'ck', lr=0.05, batch=2, group_size=4, steps=4, max_new_tokens=8, temperature=1.0,
+                      seed=1, updates=2, use_cpu=True, collapse_patience=0)
+    assert (args.steps_per_generation, args.gradient_accumulation_steps, args.train_prompts) == (2, 1, 4)
+    model, tk = load_local(base_dir)
+    tr = _RatioSpy(model=model, reward_funcs=[math_reward], args=args, processing_class=tk,
+                   train_dataset=Dataset.from_list([make_problem(i, 2, 30) for i in range(16)]))
+    tr.seen = []
+    tr.train()
+    assert len(tr.seen) == 4 and tr.seen[0] < 1e-6 and tr.seen[2] < 1e-6  # the first update of each generation: ratio 1
+    assert tr.seen[1] > 1e-3 and tr.seen[3] > 1e-3  # the second: the policy has moved
+
 def test_syn_settings_follow_the_profile():
     from plasticity_nb.config import load_profile
     from plasticity_nb.config import spec
@@ -473,6 +541,7 @@ def test_syn_settings_follow_the_profile():
         assert s['steps'] == 7 and s['batch'] == r['batch'] and s['group_size'] == r['group_size']
         assert s['lr'] == pytest.approx(r['lr'] * (5 if m == 'upt' else 1)) and METHODS[m].lr_scale == (5 if m == 'upt' else 1)
         assert 'gen_batch' not in s and 'eps_high' not in s
+        assert s['micro_tokens'] == p['syn_micro_tokens'] == 512 and s['updates'] == r['updates']
         import inspect
         assert set(s) <= set(inspect.signature(run_syn).parameters)  # every setting is a run_syn argument
     with pytest.raises(ValueError, match='method'): syn_settings(p, 'dapo')
