@@ -132,7 +132,8 @@ def test_switch_claims_compare_neighbouring_switch_points():
 
 
 def test_peak_with_se_and_fisher_z():
-    rows = [dict(run=r, stage='rl', step=s, benchmark=b, score=v) for r, s, o, e in [('a', 1, 40.0, 1.0), ('b', 1, 48.0, 2.0), ('b', 2, 47.0, 1.5)]
+    # the peak is the second evaluation of run b: its SE is read at that step, not at the run's first
+    rows = [dict(run=r, stage='rl', step=s, benchmark=b, score=v) for r, s, o, e in [('a', 1, 40.0, 1.0), ('b', 1, 47.0, 1.5), ('b', 2, 48.0, 2.0)]
             for b, v in [('overall', o), ('overall_se', e)]]
     assert stats.peak_with_se(pd.DataFrame(rows)) == (48.0, 2.0)
     e, se = stats.fisher_z(-0.96, 5)

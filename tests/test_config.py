@@ -31,7 +31,9 @@ def test_every_key_is_declared_once_with_what_it_accepts():
                                       ('device = tpu9', "[other] device = 'tpu9': expected one of auto, cpu, cuda"),
                                       ('rl_lr = inf', "[other] rl_lr = 'inf'"), ('eps_low = 1.5', "[other] eps_low = '1.5'"),
                                       ('rollout_engine = vlm', "[other] rollout_engine = 'vlm': expected one of auto"),
-                                      ('sft_bach = 8', "[other] unknown key 'sft_bach'"), ('seed = 0.5', "[other] seed = '0.5'")])
+                                      ('sft_bach = 8', "[other] unknown key 'sft_bach'"), ('seed = 0.5', "[other] seed = '0.5'"),
+                                      ('group_size = 1', "[other] group_size = '1': expected a whole number in [2, inf)"),
+                                      ('syn_micro_tokens = -1', "[other] syn_micro_tokens = '-1'")])
 def test_a_bad_value_in_any_profile_is_a_one_line_error(tmp_path, bad, says):
     p = _ini(tmp_path, bad)
     with pytest.raises(SettingsError) as e: load_profile('tiny', path=p)   # [tiny] is fine, [other] is not: still refused

@@ -122,15 +122,16 @@ def coverage(n_sims, upto, seed=0):
 
 
 def test_intervals_are_calibrated_on_400_simulated_curves():
-    c68, c95 = coverage(400, 0.5)
-    assert abs(c68 - 0.68) <= 0.05 and abs(c95 - 0.95) <= 0.05, (c68, c95)
+    c68, c95 = coverage(400, 0.5)  # measured 0.6875 and 0.9475 (2026-12-04)
+    # about 2 binomial SEs each side (0.023 and 0.011 at n = 400): bounds 1.7x too wide would cover ~99.7% and fail
+    assert abs(c68 - 0.68) <= 0.05 and abs(c95 - 0.95) <= 0.025, (c68, c95)
 
 
 @pytest.mark.slow
 def test_intervals_are_calibrated_at_every_fraction():
     for upto in (0.3, 0.7, 1.0):
         c68, c95 = coverage(600, upto, seed=1)
-        assert abs(c68 - 0.68) <= 0.05 and abs(c95 - 0.95) <= 0.05, (upto, c68, c95)
+        assert abs(c68 - 0.68) <= 0.05 and abs(c95 - 0.95) <= 0.025, (upto, c68, c95)
 
 
 # --- the backtest on the authors' 33 branches (issue 12's yardstick) --------------------------------------------

@@ -491,6 +491,16 @@ def test_run_syn_smoke(method, base_dir, tmp_path):
         assert r['syn/reward_off'] == 1.0  # the expert trajectories are correct
     assert run_syn(method, base_dir, rows, tmp_path/'run', steps=2) == json.loads((tmp_path/'run'/'DONE').read_text())
 
+def test_overlong_shaping_reaches_the_method_trainer(base_dir, tmp_path):
+    "run_syn with overlong_cache > 0 scores every group with DAPO's soft overlong penalty besides the math reward"
+    rows = [make_problem(i, 2, 30) for i in range(16)]
+    run_syn('luffy', base_dir, rows, tmp_path/'run', lr=1e-3, batch=2, group_size=4, steps=1, max_new_tokens=5,
+            overlong_cache=3, rollout_engine='hf')
+    (row,) = [r for r in map(json.loads, (tmp_path/'run'/'metrics.jsonl').read_text().splitlines()) if 'loss' in r]
+    # an untrained model rarely stops within 5 tokens; the expert rows are longer than 5 too: penalties < 0
+    assert 'rewards/overlong/mean' in row and -1.0 <= row['rewards/overlong/mean'] < 0
+    assert 'rewards/math_reward/mean' in row
+
 def test_resume_is_exact(base_dir, tmp_path):
     "A Prefix-RFT run killed after step 1 and resumed logs the same losses, prefix lengths and FLOPs as one run through"
     import shutil
