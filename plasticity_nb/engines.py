@@ -14,7 +14,7 @@ __all__ = ['ENGINES', 'EngineUnavailable', 'engine_unavailable_reason', 'availab
            'cut_at_eos', 'left_pad', 'clear_fast_cache', 'fast_batch_size', 'generate']
 
 # %% ../nbs/14_engines.ipynb #1104a464
-ENGINES = ('hf', 'fast', 'cb', 'vllm')  # accepted engine names, besides 'auto'
+ENGINES = ('hf', 'compact', 'fast', 'cb', 'vllm')  # accepted engine names, besides 'auto'
 
 class EngineUnavailable(RuntimeError):
     "An engine was asked for by name but cannot run here; the message says why and what is available"
@@ -31,7 +31,7 @@ def engine_unavailable_reason(name:str,  # one of ENGINES
                              )->str|None:
     "None when engine `name` can run on `device`, else the reason it cannot"
     dev = _device_type(device)
-    if name in ('hf', 'fast'): return None
+    if name in ('hf', 'compact', 'fast'): return None
     if name == 'cb':
         from transformers import GenerationMixin
         return None if hasattr(GenerationMixin, 'generate_batch') else "this transformers has no continuous batching (generate_batch); transformers >= 5 has it"
@@ -339,6 +339,38 @@ def _fast_generate(model, rows, eos, pad, temperature, max_new_tokens, max_batch
     info.update(batch=B, prompt_len=P, cuda_graph=r.graph is not None, graph_error=r.graph_error)
     return out, info
 
+# %% ../nbs/14_engines.ipynb #5d4ca224
+@torch.no_grad()
+def _compact_generate(model, rows, eos, pad, temperature, max_new_tokens, max_batch=None, **_):
+    "KV-cached sampling over `rows` in chunks of max_batch, each row leaving the batch (and the cache) at its first EOS"
+    from transformers import DynamicCache
+    dev, out, kw = next(model.parameters()).device, [], _cache_kw(model)
+    eos_t = torch.tensor(list(eos) or [-1], device=dev)
+    for s in range(0, len(rows), max_batch or len(rows)):
+        chunk = rows[s:s + (max_batch or len(rows))]
+        ids, mask = left_pad(chunk, pad, device=dev)
+        live, gen, cache = torch.arange(len(chunk), device=dev), [[] for _ in chunk], DynamicCache()
+        pos = (mask.cumsum(1) - 1).masked_fill(mask == 0, 1)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **{kw: cache}).logits[:, -1]
+        for t in range(max_new_tokens):
+            nxt = _next_token(logits, temperature)
+            for j, tok in zip(live.tolist(), nxt.tolist()): gen[j].append(tok)
+            keep = (~torch.isin(nxt, eos_t)).nonzero().flatten()
+            if t == max_new_tokens - 1 or not len(keep): break
+            if len(keep) < len(live):
+                live, nxt, mask = live[keep], nxt[keep], mask[keep]
+                cache.batch_select_indices(keep)
+            mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
+            logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=mask.sum(1, keepdim=True) - 1,
+                           use_cache=True, logits_to_keep=1, **{kw: cache}).logits[:, -1]
+        out += gen
+    return out, {'batch': min(max_batch or len(rows), len(rows))}
+
+def _next_token(logits:torch.Tensor, temperature:float)->torch.Tensor:
+    "Greedy where temperature is 0, else one draw from softmax(logits / temperature) (no top-k, no top-p)"
+    if not temperature or temperature <= 0: return logits.argmax(-1)
+    return torch.multinomial(torch.softmax(logits.float() / float(temperature), -1), 1).squeeze(1)
+
 # %% ../nbs/14_engines.ipynb #846b2d2c
 @torch.no_grad()
 def _cb_generate(model, rows, eos, pad, temperature, max_new_tokens, **_):
@@ -364,7 +396,7 @@ def _vllm_generate(model, rows, eos, pad, temperature, max_new_tokens, seed=None
     return [cut_at_eos(o.outputs[0].token_ids, eos) for o in res], {}
 
 # %% ../nbs/14_engines.ipynb #618cd770
-_IMPL = {'hf': _hf_generate, 'fast': _fast_generate, 'cb': _cb_generate, 'vllm': _vllm_generate}
+_IMPL = {'hf': _hf_generate, 'compact': _compact_generate, 'fast': _fast_generate, 'cb': _cb_generate, 'vllm': _vllm_generate}
 
 def _device_of(model):
     if isinstance(model, str): return 'cuda'

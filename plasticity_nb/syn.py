@@ -395,7 +395,7 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
             max_new_tokens:int=8192, temperature:float=0.7, eps_low:float=0.2, eps_high:float|None=None,
             overlong_cache:int=0,  # > 0: DAPO's soft overlong penalty as an extra reward
             mask_truncated:bool=False,
-            seed:int=0, rollout_engine:str='auto',  # 'auto' | 'hf' | 'vllm'
+            seed:int=0, rollout_engine:str='auto',  # 'auto' or one of engines.ENGINES
             micro_batch:int|None=None, save_every:int|None=None,
             updates:int=1,  # optimizer updates per generated batch
             micro_tokens:int=0,  # token budget of one of the scripts' micro-batches (verl's ppo_max_token_len_per_gpu; 0: the update at once)
@@ -410,11 +410,12 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
     from transformers import PrinterCallback
     from plasticity_nb.models import load_local
     from plasticity_nb.evaluate import pick_engine
+    from plasticity_nb.trl_hooks import with_rollout_engine
     from plasticity_nb.rewards import math_reward, overlong_reward_func
     m, run, data = get_method(method, 'run_syn'), Run(out_dir), Dataset.from_list(check_mix_rows(mix_rows))
     def build(ckpt):
         model, tok = load_local(model_path)
-        use_vllm = pick_engine(rollout_engine) == 'vllm'
+        engine = pick_engine(rollout_engine); use_vllm = engine == 'vllm'
         args = syn_config(method, run.ckpt_dir, lr, batch, group_size, steps, max_new_tokens, temperature, eps_low, eps_high,
                           micro_batch, seed, save_every or eval_every, updates, micro_tokens, bf16=bf16, use_vllm=use_vllm, warmup_steps=warmup_steps,
                           mask_truncated_completions=mask_truncated, **({'vllm_mode': 'colocate'} if use_vllm else {}),
@@ -422,7 +423,7 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
         logger = RunLogger(run, evaluate_fn or (_default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed,
                                                                   eval_batch_size, eval_greedy) if benchmarks else None), eval_every)
         funcs = list(reward_funcs or [math_reward]) + ([overlong_reward_func(max_new_tokens, overlong_cache)] if overlong_cache > 0 else [])
-        logger.trainer = m.trainer(model=model, reward_funcs=funcs, args=args, train_dataset=data, processing_class=tok,
+        logger.trainer = with_rollout_engine(m.trainer, engine)(model=model, reward_funcs=funcs, args=args, train_dataset=data, processing_class=tok,
                                    callbacks=[logger, *(callbacks or [])])
         logger.trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
         return logger.trainer

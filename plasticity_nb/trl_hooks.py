@@ -47,7 +47,7 @@ def trl_engine_kwargs(engine:str,  # one of ENGINES (already picked)
                       vllm_server_base_url:str|None=None,  # server: e.g. http://node0:8000
                      )->dict:
     "GRPOConfig / DAPO keyword arguments that make TRL generate with `engine`"
-    if engine in ('hf', 'fast'): return {}
+    if engine in ('hf', 'compact', 'fast'): return {}
     if engine == 'cb': return {'use_transformers_continuous_batching': True}
     if engine == 'vllm':
         if vllm_mode not in ('colocate', 'server'):
@@ -61,8 +61,9 @@ def trl_engine_kwargs(engine:str,  # one of ENGINES (already picked)
 
 # %% ../nbs/14a_trl_hooks.ipynb #d831bcd9
 class FastRolloutMixin:
-    "Mix in before TRL's GRPOTrainer: sample rollouts with the `fast` engine instead of `model.generate`"
+    "Mix in before TRL's GRPOTrainer: sample rollouts with the project's `fast` (or `compact`) engine instead of `model.generate`"
     fast_engine_kw: dict = {}
+    rollout_engine_name: str = 'fast'  # the `engines` engine that samples the rollouts ('fast' or 'compact')
     def _fast_ok(self, images):
         return (not getattr(self, 'use_vllm', False) and not getattr(self, 'use_transformers_continuous_batching', False)
                 and not images and (self.top_p in (None, 1.0)) and not self.top_k and self.min_p is None
@@ -73,23 +74,23 @@ class FastRolloutMixin:
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator,
                                          gather_deepspeed3_params=self.args.ds3_gather_for_generation) as m:
             r = generate(m, None, [list(p) for p in prompt_ids], n=1, temperature=self.temperature,
-                         max_new_tokens=self.max_completion_length, seed=None, engine='fast',
+                         max_new_tokens=self.max_completion_length, seed=None, engine=self.rollout_engine_name,
                          eos_token_id=list(self.eos_token_ids), pad_token_id=self._tokenizer.pad_token_id,
                          **self.fast_engine_kw)
         return r.completion_ids, None
 
 # %% ../nbs/14a_trl_hooks.ipynb #71e12ba7
 @functools.cache
-def _fast_grpo():
+def _fast_grpo(engine:str='fast'):
     from trl import GRPOTrainer
-    return type('FastGRPOTrainer', (FastRolloutMixin, GRPOTrainer), {'__module__': __name__})
+    return type(f'{engine.title()}GRPOTrainer', (FastRolloutMixin, GRPOTrainer), {'__module__': __name__, 'rollout_engine_name': engine})
 
 def with_rollout_engine(trainer_cls,  # GRPOTrainer or a subclass
                         engine:str  # the picked engine (`engines.pick_engine`)
                        ):
-    "`trainer_cls` sampling rollouts with `engine`: for 'fast', a subclass with `FastRolloutMixin` just above TRL's GRPOTrainer"
-    if engine != 'fast' or issubclass(trainer_cls, FastRolloutMixin): return trainer_cls
+    "`trainer_cls` sampling rollouts with `engine`: for 'fast' and 'compact', a subclass with `FastRolloutMixin` just above TRL's GRPOTrainer"
+    if engine not in ('fast', 'compact') or issubclass(trainer_cls, FastRolloutMixin): return trainer_cls
     from trl import GRPOTrainer
     if not issubclass(trainer_cls, GRPOTrainer): raise TypeError(f"with_rollout_engine: {trainer_cls.__name__} is not a TRL GRPOTrainer")
-    if trainer_cls is GRPOTrainer: return _fast_grpo()
-    return type(f'Fast{trainer_cls.__name__}', (trainer_cls, _fast_grpo()), {'__module__': trainer_cls.__module__})
+    if trainer_cls is GRPOTrainer: return _fast_grpo(engine)
+    return type(f'{engine.title()}{trainer_cls.__name__}', (trainer_cls, _fast_grpo(engine)), {'__module__': trainer_cls.__module__})

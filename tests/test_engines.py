@@ -26,13 +26,13 @@ def test_auto_follows_device_and_vllm(monkeypatch):
 def test_named_engines_and_errors(monkeypatch):
     monkeypatch.setattr(E, '_has_module', lambda name: False)
     assert pick_engine('FAST', 'cpu') == 'fast' and pick_engine('hf', 'cuda') == 'hf' and pick_engine('cb', 'cpu') == 'cb'
-    with pytest.raises(EngineUnavailable, match=r"'vllm' cannot run on cuda: vllm is not installed.*available here: hf, fast, cb"):
+    with pytest.raises(EngineUnavailable, match=r"'vllm' cannot run on cuda: vllm is not installed.*available here: hf, compact, fast, cb"):
         pick_engine('vllm', 'cuda')
     monkeypatch.setattr(E, '_has_module', lambda name: True)
     with pytest.raises(EngineUnavailable, match='vllm needs a CUDA device'):
         pick_engine('vllm', 'cpu')
     assert pick_engine('vllm', 'cuda') == 'vllm'
-    with pytest.raises(EngineUnavailable, match='accepted: auto, hf, fast, cb, vllm'):
+    with pytest.raises(EngineUnavailable, match='accepted: auto, hf, compact, fast, cb, vllm'):
         pick_engine('tgi', 'cpu')
 
 
@@ -54,8 +54,9 @@ def _llama(vocab=61):
 PROMPTS = [[3, 14, 15, 9, 2, 6, 5, 35], [5, 3], [5, 8, 9, 7], [40, 41, 42, 43, 44, 1]]
 
 
+@pytest.mark.parametrize('engine', ['fast', 'compact'])
 @pytest.mark.parametrize('make', [_qwen, _llama])
-def test_fast_greedy_equals_hf_generate(make):
+def test_fast_greedy_equals_hf_generate(make, engine):
     m = make()
     kw = dict(temperature=0, max_new_tokens=20, pad_token_id=60)
     ref = generate(m, None, PROMPTS, engine='hf', eos_token_id=[], **kw)
@@ -63,11 +64,12 @@ def test_fast_greedy_equals_hf_generate(make):
     # an EOS that the second prompt's greedy completion emits at step 6 (and maybe others earlier)
     eos = ref.completion_ids[1][5]
     ref = generate(m, None, PROMPTS, engine='hf', eos_token_id=eos, **kw)
-    fast = generate(m, None, PROMPTS, engine='fast', eos_token_id=eos, **kw)
+    fast = generate(m, None, PROMPTS, engine=engine, eos_token_id=eos, **kw)
     assert fast.completion_ids == ref.completion_ids
     assert len(fast.completion_ids[1]) <= 6 and fast.completion_ids[1][-1] == eos
     assert fast.num_tokens == [len(c) for c in ref.completion_ids]
-    assert fast.info['cuda_graph'] is False and fast.engine == 'fast'
+    assert fast.info.get('cuda_graph', False) is False and fast.engine == engine
+    assert len(set(fast.num_tokens)) > 1  # rows ended at different steps (compact: they left the batch)
 
 
 def test_fast_chunks_and_repeats_match_one_batch():
@@ -92,11 +94,12 @@ def _first_two_token_law(m, prompt, T):
     return p1, p1 @ p2_given
 
 
-def test_fast_sampling_follows_softmax_at_prefill_and_decode():
+@pytest.mark.parametrize('engine', ['fast', 'compact'])
+def test_fast_sampling_follows_softmax_at_prefill_and_decode(engine):
     m, T, N = _qwen(vocab=23), 0.8, 6000
     prompt = [3, 14, 15]
     r = generate(m, None, [prompt], n=N, temperature=T, max_new_tokens=2, eos_token_id=[], pad_token_id=22,
-                 engine='fast', max_batch=N, seed=3)
+                 engine=engine, max_batch=N, seed=3)
     p1, p2 = _first_two_token_law(m, prompt, T)
     got = torch.tensor(r.completion_ids)
     f1 = torch.bincount(got[:, 0], minlength=23).double() / N
@@ -107,9 +110,10 @@ def test_fast_sampling_follows_softmax_at_prefill_and_decode():
     assert (f1 - p1_wrong).abs().max() > (f1 - p1).abs().max()
 
 
-def test_seeds():
+@pytest.mark.parametrize('engine', ['fast', 'compact'])
+def test_seeds(engine):
     m = _qwen()
-    kw = dict(n=4, temperature=1.0, max_new_tokens=12, eos_token_id=[], pad_token_id=60, engine='fast')
+    kw = dict(n=4, temperature=1.0, max_new_tokens=12, eos_token_id=[], pad_token_id=60, engine=engine)
     a, b, c = (generate(m, None, PROMPTS, seed=s, **kw).completion_ids for s in (5, 5, 6))
     assert a == b and a != c
     state = torch.get_rng_state()

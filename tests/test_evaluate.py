@@ -59,7 +59,7 @@ def test_one_engine_choice_for_evaluation_sft_and_rl(monkeypatch):
     with pytest.raises(engines.EngineUnavailable, match=r"'vllm' cannot run on cuda: vllm is not installed"): pick_engine('vllm')
     monkeypatch.setattr(engines, '_has_module', lambda name: name == 'vllm')
     assert pick_engine('auto') == 'vllm'
-    with pytest.raises(engines.EngineUnavailable, match='accepted: auto, hf, fast, cb, vllm'): pick_engine('sglang')
+    with pytest.raises(engines.EngineUnavailable, match='accepted: auto, hf, compact, fast, cb, vllm'): pick_engine('sglang')
 
 def test_rollout_engine_fast_reaches_the_static_cache_engine(world, monkeypatch):
     "`rollout_engine = fast`: evaluation samples through engines.generate's fast engine, RL gets a trainer with FastRolloutMixin"

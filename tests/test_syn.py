@@ -501,6 +501,16 @@ def test_overlong_shaping_reaches_the_method_trainer(base_dir, tmp_path):
     assert 'rewards/overlong/mean' in row and -1.0 <= row['rewards/overlong/mean'] < 0
     assert 'rewards/math_reward/mean' in row
 
+def test_methods_sample_with_the_compact_engine(base_dir, tmp_path, monkeypatch):
+    "rollout_engine='compact': the method's trainer samples its on-policy and prefix rows through engines.generate"
+    from plasticity_nb import engines
+    seen, real = [], engines._IMPL['compact']
+    monkeypatch.setitem(engines._IMPL, 'compact', lambda *a, **k: (seen.append(len(a[1])), real(*a, **k))[1])
+    rows = [make_problem(i, 2, 30) for i in range(16)]
+    s = run_syn('prefix_rft', base_dir, rows, tmp_path/'run', lr=1e-3, batch=2, group_size=4, steps=1, max_new_tokens=8,
+                rollout_engine='compact')
+    assert s['status'] == 'done' and sorted(seen) == [2, 6]  # 2 prompts x 3 rollouts, then the 2 hybrid rows
+
 def test_resume_is_exact(base_dir, tmp_path):
     "A Prefix-RFT run killed after step 1 and resumed logs the same losses, prefix lengths and FLOPs as one run through"
     import shutil
