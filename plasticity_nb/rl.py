@@ -20,7 +20,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['PromptStream', 'DAPOConfig', 'grpo_config', 'dapo_config', 'select_groups', 'concat_rows', 'split_rows',
            'DAPOTrainer', 'balanced_partition', 'balanced_micro_batches', 'length_buckets', 'rows_of', 'micro_batches',
-           'rng_isolated', 'RunLogger', 'run_rl']
+           'rng_isolated', 'RunLogger', 'build_rl_trainer', 'run_rl']
 
 # %% ../nbs/11_rl.ipynb #9b08dd6e
 class PromptStream:
@@ -480,6 +480,30 @@ def _default_evaluate(benchmarks, samples, temperature, max_new_tokens, seed, ba
                                 seed=seed, engine='hf', batch_size=batch_size, greedy=greedy)
     return fn
 
+# %% ../nbs/11_rl.ipynb #f4da8c4d
+def build_rl_trainer(run:Run, trainer_cls, engine:str,  # the run folder; DAPOTrainer or a syn trainer; the picked engine
+                     args, model, tok, data,  # its config; the loaded model and tokenizer; the training rows (a Dataset)
+                     *, reward_funcs:list|None=None,  # TRL reward functions (None: rewards.math_reward)
+                     max_new_tokens:int=0, overlong_cache:int=0,  # > 0: DAPO's soft overlong penalty as an extra reward
+                     evaluate_fn=None, eval_every:int=10,  # evaluate_fn(model, tokenizer) -> scores, and its interval
+                     callbacks:list|None=None, ceiling_prior=None,  # extra TrainerCallbacks; the live forecast's prior
+                     resumed:bool=False  # True: replay the evaluations before the checkpoint into the forecast
+                    ):
+    "The trainer of one RL-like run, wired as every run is: engine, rewards, RunLogger and evaluator, live A_post forecast"
+    from plasticity_nb.trl_hooks import with_rollout_engine
+    from plasticity_nb.rewards import math_reward, overlong_reward_func
+    funcs = list(reward_funcs or [math_reward]) + ([overlong_reward_func(max_new_tokens, overlong_cache)] if overlong_cache > 0 else [])
+    logger = RunLogger(run, evaluate_fn, eval_every)
+    trainer = with_rollout_engine(trainer_cls, engine)(model=model, reward_funcs=funcs, args=args, train_dataset=data,
+                                                      processing_class=tok, callbacks=[logger, *(callbacks or [])])
+    logger.trainer = trainer
+    if evaluate_fn is not None:  # the forecast of A_post, live: in the trainer's logs and in each evaluation row of metrics.jsonl
+        logger.ceiling = CeilingCallback(score_key='eval_overall', x_key='eval_exaflops', prior=ceiling_prior).add_to(trainer)
+        for r in eval_rows(run) if resumed else []:
+            if 'overall' in r['scores']: logger.ceiling.observe(r['exaflops'], r['scores']['overall'])
+    trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
+    return trainer
+
 # %% ../nbs/11_rl.ipynb #6fa6307f
 def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the branch point)
            train_prompts:list[dict],  # RL prompt rows with 'prompt' and 'answer'
@@ -504,8 +528,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
     from datasets import Dataset
     from plasticity_nb.models import load_local
     from plasticity_nb.evaluate import pick_engine
-    from plasticity_nb.engines import with_rollout_engine
-    from plasticity_nb.rewards import math_reward, overlong_reward_func
+    from plasticity_nb.trl_hooks import trl_engine_kwargs
     fields = {f.name for f in dataclasses.fields(RLSpec)}
     s = dataclasses.replace(spec or RLSpec(), **{k: kw.pop(k) for k in list(kw) if k in fields})
     if algo not in ('dapo', 'grpo'): raise ValueError(f"run_rl: algo={algo!r}; accepted 'dapo' or 'grpo'")
@@ -514,26 +537,19 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
     run = Run(out_dir)
     def build(ckpt):
         if len(train_prompts) < s.batch: raise ValueError(f"run_rl: {len(train_prompts)} train_prompts, fewer than batch={s.batch}")
-        engine = pick_engine(s.rollout_engine); use_vllm = engine == 'vllm'
+        engine = pick_engine(s.rollout_engine)
         common = dict(lr=s.lr, batch=s.batch, group_size=s.group_size, steps=s.steps, max_new_tokens=s.max_new_tokens,
                       temperature=s.temperature, micro_batch=micro_batch, seed=s.seed, save_every=save_every or s.eval_every,
-                      bf16=s.bf16, use_vllm=use_vllm, warmup_steps=s.warmup_steps, micro_batch_tokens=s.micro_tokens, updates=s.updates, **({'vllm_mode': 'colocate'} if use_vllm else {}), **kw)
+                      bf16=s.bf16, warmup_steps=s.warmup_steps, micro_batch_tokens=s.micro_tokens, updates=s.updates,
+                      **trl_engine_kwargs(engine), **kw)
         args = (dapo_config(run.ckpt_dir, variant, gen_batch=s.gen_batch, eps_low=s.eps_low, eps_high=s.eps_high, ds_rounds=s.ds_rounds,
                             mask_truncated=mask_truncated, **common) if algo == 'dapo'
                 else grpo_config(run.ckpt_dir, eps=s.eps_low, mask_truncated_completions=mask_truncated, **common))
-        funcs = list(reward_funcs or [math_reward]) + ([overlong_reward_func(s.max_new_tokens, s.overlong_cache)] if s.overlong_cache > 0 else [])
         ev = evaluate_fn or (_default_evaluate(benchmarks, eval_samples, s.temperature, s.max_new_tokens, s.seed, eval_batch_size, s.eval_greedy)
                              if benchmarks else None)
         model, tok = load_local(model_path)
-        logger = RunLogger(run, ev, s.eval_every)
         data = Dataset.from_list([{**r, 'answer': str(r['answer'])} for r in train_prompts])
-        trainer = with_rollout_engine(DAPOTrainer, engine)(model=model, reward_funcs=funcs, args=args, train_dataset=data,
-                                                          processing_class=tok, callbacks=[logger, *(callbacks or [])])
-        logger.trainer = trainer
-        if ev is not None:  # the forecast of A_post, live: in the trainer's logs and in each evaluation row of metrics.jsonl
-            logger.ceiling = CeilingCallback(score_key='eval_overall', x_key='eval_exaflops', prior=ceiling_prior).add_to(trainer)
-            for r in eval_rows(run) if ckpt else []:  # resumed: replay the evaluations before the checkpoint
-                if 'overall' in r['scores']: logger.ceiling.observe(r['exaflops'], r['scores']['overall'])
-        trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
-        return trainer
+        return build_rl_trainer(run, DAPOTrainer, engine, args, model, tok, data, reward_funcs=reward_funcs, max_new_tokens=s.max_new_tokens,
+                                overlong_cache=s.overlong_cache, evaluate_fn=ev, eval_every=s.eval_every, callbacks=callbacks,
+                                ceiling_prior=ceiling_prior, resumed=bool(ckpt))
     return train_run(run, build, resume)

@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from .flops import luffy_step_flops, upt_step_flops, grpo_step_flops
 from .losses import (luffy_loss, srft_loss, upt_loss, upt_gate, group_advantages, prefix_rft_loss,
                                   prefix_bounds, sample_prefix_len)
-from .rl import DAPOConfig, DAPOTrainer, RunLogger, _default_evaluate
+from .rl import DAPOConfig, DAPOTrainer, build_rl_trainer, _default_evaluate
 from .runs import Run, train_run
 
 # %% auto #0
@@ -403,30 +403,27 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
             reward_funcs:list|None=None,  # TRL reward functions (None: rewards.math_reward)
             evaluate_fn=None,  # evaluate_fn(model, tokenizer) -> scores
             callbacks:list|None=None, eval_batch_size:int=256,
+            ceiling_prior=None,  # `forecast.pooled_prior` for the live A_post forecast (None: the weak default)
             **config_kw  # other fields of the method's config (gamma, c_sft, entropy_mask_ratio, ...)
            )->dict:
     "Train one synchronized SFT-RL run into `out_dir` through `runs.train_run`, like rl.run_rl; returns the summary also stored in DONE"
     from datasets import Dataset
-    from transformers import PrinterCallback
     from plasticity_nb.models import load_local
     from plasticity_nb.evaluate import pick_engine
-    from plasticity_nb.trl_hooks import with_rollout_engine
-    from plasticity_nb.rewards import math_reward, overlong_reward_func
+    from plasticity_nb.trl_hooks import trl_engine_kwargs
     m, run, data = get_method(method, 'run_syn'), Run(out_dir), Dataset.from_list(check_mix_rows(mix_rows))
     def build(ckpt):
         model, tok = load_local(model_path)
-        engine = pick_engine(rollout_engine); use_vllm = engine == 'vllm'
+        engine = pick_engine(rollout_engine)
         args = syn_config(method, run.ckpt_dir, lr, batch, group_size, steps, max_new_tokens, temperature, eps_low, eps_high,
-                          micro_batch, seed, save_every or eval_every, updates, micro_tokens, bf16=bf16, use_vllm=use_vllm, warmup_steps=warmup_steps,
-                          mask_truncated_completions=mask_truncated, **({'vllm_mode': 'colocate'} if use_vllm else {}),
+                          micro_batch, seed, save_every or eval_every, updates, micro_tokens, bf16=bf16, warmup_steps=warmup_steps,
+                          mask_truncated_completions=mask_truncated, **trl_engine_kwargs(engine),
                           **{**(m.from_model(model.config.model_type) if m.from_model else {}), **config_kw})
-        logger = RunLogger(run, evaluate_fn or (_default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed,
-                                                                  eval_batch_size, eval_greedy) if benchmarks else None), eval_every)
-        funcs = list(reward_funcs or [math_reward]) + ([overlong_reward_func(max_new_tokens, overlong_cache)] if overlong_cache > 0 else [])
-        logger.trainer = with_rollout_engine(m.trainer, engine)(model=model, reward_funcs=funcs, args=args, train_dataset=data, processing_class=tok,
-                                   callbacks=[logger, *(callbacks or [])])
-        logger.trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
-        return logger.trainer
+        ev = evaluate_fn or (_default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size, eval_greedy)
+                             if benchmarks else None)
+        return build_rl_trainer(run, m.trainer, engine, args, model, tok, data, reward_funcs=reward_funcs, max_new_tokens=max_new_tokens,
+                                overlong_cache=overlong_cache, evaluate_fn=ev, eval_every=eval_every, callbacks=callbacks,
+                                ceiling_prior=ceiling_prior, resumed=bool(ckpt))
     return train_run(run, build, resume)
 
 # %% ../nbs/12_syn.ipynb #b3332a6b

@@ -1,5 +1,5 @@
 "Every module notebook's examples run and their assertions hold (nbdev-test), one test per notebook; JupyterLab serves and runs them."
-import asyncio, json, os, secrets, socket, subprocess, sys, time, urllib.request, uuid
+import asyncio, json, os, re, secrets, socket, subprocess, sys, time, urllib.request, uuid
 from pathlib import Path
 import pytest
 
@@ -17,6 +17,22 @@ def test_nbdev_test_skips_the_figure_notebooks():
     assert (ROOT/'nbs'/'figures'/'.notest').exists()
     r = subprocess.run([str(BIN/'nbdev-test'), 'nbs/figures'], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and 'No files were eligible for testing' in r.stdout, r.stdout + r.stderr
+
+# forecast_backtest's closing note discusses its baseline and writes no claim rows with verdicts: exempt from the closing check only
+NO_CLOSING_CLAIMS = {'forecast_backtest'}
+
+def test_figure_notebooks_teach():
+    "Every figure notebook has at least 120 words of markdown prose and ends its prose with how to read the claims it writes"
+    nbs = sorted((ROOT/'nbs'/'figures').glob('*.ipynb'))
+    assert nbs
+    bad = []
+    for p in nbs:
+        md = [''.join(c['source']) for c in json.loads(p.read_text())['cells'] if c['cell_type'] == 'markdown']
+        words = sum(len(re.findall(r'\w+', m)) for m in md)
+        if words < 120: bad.append(f'{p.name}: {words} words of markdown (< 120)')
+        if p.stem not in NO_CLOSING_CLAIMS and not (md and 'claims' in md[-1].lower()):
+            bad.append(f'{p.name}: the last markdown cell does not say how to read the claims')
+    assert not bad, '\n'.join(bad)
 
 # JupyterLab: the server the README's set-up installs, on localhost, driving the project's kernel
 

@@ -484,6 +484,7 @@ def test_run_syn_smoke(method, base_dir, tmp_path):
     assert len(train) == 2 and all(math.isfinite(r['loss']) for r in train)
     assert sum(r['rl/flops'] for r in train) / EXA == pytest.approx(train[-1]['exaflops'])
     assert [r['step'] for r in lines if r.get('event') == 'eval'] == [0, 1, 2]
+    assert all('ceiling' in r for r in lines if r.get('event') == 'eval')  # the live A_post forecast, as in run_rl (build_rl_trainer)
     if method in ('luffy', 'srft'):
         dims = ModelDims.from_config(json.loads((base_dir/'config.json').read_text()))
         r = train[0]
