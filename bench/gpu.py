@@ -296,7 +296,7 @@ def bench_grpo(a, shape, dev, dtype, tok):
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
-    from plasticity_nb.engines import FastRolloutMixin
+    from plasticity_nb.trl_hooks import FastRolloutMixin
     class FastGRPO(FastRolloutMixin, GRPOTrainer): pass
     P = random_prompts(a.baseline_prompts, a.prompt_lo, a.prompt_hi, shape['vocab_size'], seed=3)
     ds = Dataset.from_dict({'prompt': [' '.join(f"t{t}" for t in p) for p in P]})

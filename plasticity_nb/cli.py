@@ -9,20 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from .config import load_profile, list_profiles, find_settings, SettingsError
+from .parsing import Parser, one_line
 from .reproduce import FIGURES, run_batch
 
 # %% auto #0
-__all__ = ['COMMANDS', 'Parser', 'one_line', 'Command', 'command', 'build_parser', 'main']
+__all__ = ['COMMANDS', 'Command', 'command', 'build_parser', 'main']
 
 # %% ../nbs/34_cli.ipynb #494bb118
-class Parser(argparse.ArgumentParser):
-    "argparse with usage errors on one line (exit 2), naming the command and where to get help"
-    def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-def one_line(e)->str:
-    "An exception's message on one line, at most 600 characters"
-    return ' '.join(str(e).split())[:600]
-
 def _positive_int(s):
     try: v = int(s)
     except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number; give 1 or more") from None
@@ -95,11 +88,8 @@ def _cmd_docs(argv)->int:
 
 # %% ../nbs/34_cli.ipynb #15195c1f
 def _fit_parser()->Parser:
-    p = Parser(prog='plasticity fit', description="Fit the sigmoidal law to every RL branch of the authors' released curves "
-               "and print P_sft, PL_rl, A_post and the fit's parameters and quality per branch (as python -m plasticity_nb.retu).")
-    p.add_argument('--cache', help="the authors' cache folder (holds sft/ and sft_then_rl/); default: retu_cache of the profile")
-    p.add_argument('--settings', help='fit_settings.json: the released per-branch fit settings (default: the fit selects them)')
-    p.add_argument('--json', action='store_true', help='print a JSON list (one object per branch) instead of a table')
+    from plasticity_nb import retu
+    p = retu.fit_parser('plasticity fit', cache_required=False)
     p.add_argument('--profile', help='settings.ini profile whose retu_cache is used (default: $PLASTICITY_PROFILE or tiny)')
     p.add_argument('--ini', help='settings.ini path (default: nearest from the working directory)')
     return p
@@ -160,7 +150,7 @@ def _remove_half_made(roots, before)->list[str]:
 @command('train', 'one SFT / RL / synchronized run from a YAML run file (see plasticity train --help)')
 def _cmd_train(argv)->int:
     from plasticity_nb import train
-    p = train.build_parser(); p.error = Parser.error.__get__(p)  # usage errors on one line
+    p = train.build_parser()
     roots, before = _run_folders(p.parse_args(argv))
     try: rc = train.main(argv)
     except Exception as e:

@@ -436,12 +436,3 @@ def generate(model,  # a transformers causal LM (or, for vllm, a local model fol
     texts = tokenizer.batch_decode(out, skip_special_tokens=True) if tokenizer is not None else None
     return Rollouts(completion_ids=out, prompt_index=[i for i in range(len(ids)) for _ in range(n)], engine=name,
                     seconds=secs, completions=texts, info=info)
-
-# %% ../nbs/14_engines.ipynb #7ee692e9
-_MOVED = {'FastRolloutMixin': 'trl_hooks', 'with_rollout_engine': 'trl_hooks', 'trl_engine_kwargs': 'trl_hooks', 'TextEngine': 'evaluate'}
-
-def __getattr__(name):
-    "The names that moved to `trl_hooks` and `evaluate`, imported from their new module"
-    if name not in _MOVED: raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    return getattr(importlib.import_module(f'plasticity_nb.{_MOVED[name]}'), name)

@@ -366,7 +366,7 @@ def plot_branches(branches:list, rows:list[dict], path=None):
 
 # %% ../nbs/25_forecast.ipynb #3ba4baef
 def _parser(prog, what):
-    from plasticity_nb.cli import Parser
+    from plasticity_nb.parsing import Parser
     p = Parser(prog=prog, description=what)
     p.add_argument('curves', nargs='?', help=f'the curve file: {ACCEPTED_FILES}')
     p.add_argument('--json', action='store_true', help='print a JSON list (one object per branch) instead of a table')

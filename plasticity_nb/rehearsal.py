@@ -4,9 +4,10 @@
 
 # %% ../nbs/32_rehearsal.ipynb #66594080
 from __future__ import annotations
-import argparse, json, os, random, shutil, sys, tempfile
+import json, os, random, shutil, sys, tempfile
 from fractions import Fraction
 from pathlib import Path
+from .parsing import Parser
 
 # %% auto #0
 __all__ = ['KINDS', 'SPECIAL_TOKENS', 'SYSTEM_PROMPT', 'CHAT_TEMPLATE', 'QWEN2_SPLIT', 'BENCH_NAMES', 'FORMAT_VERSION',
@@ -161,7 +162,7 @@ def run_file(path,  # the YAML file to write
 # %% ../nbs/32_rehearsal.ipynb #a05a2cad
 def main(argv=None)->int:
     "Entry point: build the rehearsal folder"
-    ap = argparse.ArgumentParser(prog='python -m plasticity_nb.rehearsal', description='Build the rehearsal model and data (seconds).')
+    ap = Parser(prog='python -m plasticity_nb.rehearsal', description='Build the rehearsal model and data (seconds).')
     ap.add_argument('--out', default='runs/rehearsal', help='folder for model/ and data/ (the [rehearsal] profile reads runs/rehearsal)')
     ap.add_argument('--seed', type=int, default=0)
     a = ap.parse_args(argv)

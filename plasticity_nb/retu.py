@@ -4,16 +4,17 @@
 
 # %% ../nbs/22_retu.ipynb #ec92fdc7
 from __future__ import annotations
-import argparse, json, math, numbers, pickle, re, sys
+import json, math, numbers, pickle, re, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 from .flops import QWEN25_7B, SFT_SCENES, EXA, sft_compute_curve, sft_step_flops
 from .curves import CURVE_COLUMNS, PAPER_BENCH_SIZES, overall_score, add_overall, check_curves
+from .parsing import Parser
 
 # %% auto #0
 __all__ = ['LAYOUT', 'SFT_CKPT_STEPS', 'PURE_RL_SCENE', 'KEY_TOLERANCE', 'OUT_COLUMNS', 'RetuError', 'safe_load', 'cache_scenes',
            'sft_exaflops_at', 'match_key', 'sft_steps_from_keys', 'read_scene', 'load_retu', 'load_branches',
-           'load_fit_settings', 'main']
+           'load_fit_settings', 'fit_parser', 'main']
 
 # %% ../nbs/22_retu.ipynb #144ddc1e
 class RetuError(ValueError):
@@ -304,18 +305,21 @@ def _table(recs:list[dict])->str:
     return pd.DataFrame([{c: fmt(v, OUT_COLUMNS[c]) for c, v in r.items()} for r in recs]).to_string(index=False)
 
 # %% ../nbs/22_retu.ipynb #44974bbd
-def _parser():
-    p = argparse.ArgumentParser(prog='python -m plasticity_nb.retu',
-        description="Fit the sigmoidal law to every RL branch of the authors' released curves (LINs-lab/RETU cache) "
-                    "and print P_sft, PL_rl, A_post and the fit's parameters and quality per branch.")
-    p.add_argument('--cache', required=True, help="the authors' cache folder (holds sft/ and sft_then_rl/)")
+def fit_parser(prog:str='python -m plasticity_nb.retu',
+               cache_required:bool=True  # False: `plasticity fit` takes the cache from the profile when --cache is absent
+              )->Parser:
+    "The flags of the released-curves fit, declared once (this module's command and `plasticity fit`)"
+    p = Parser(prog=prog, description="Fit the sigmoidal law to every RL branch of the authors' released curves (LINs-lab/RETU "
+               "cache) and print P_sft, PL_rl, A_post and the fit's parameters and quality per branch.")
+    p.add_argument('--cache', required=cache_required, help="the authors' cache folder (holds sft/ and sft_then_rl/)"
+                   + ('' if cache_required else "; default: retu_cache of the profile"))
     p.add_argument('--settings', help="fit_settings.json: the released per-branch fit settings (default: the fit selects)")
     p.add_argument('--json', action='store_true', help='print a JSON list (one object per branch) instead of a table')
     return p
 
 def main(argv=None)->int:
     "The command line; returns the exit status"
-    a = _parser().parse_args(argv)
+    a = fit_parser().parse_args(argv)
     try:
         branches = load_branches(a.cache)
         settings = load_fit_settings(a.settings) if a.settings else None

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from .config import load_profile, SettingsError, set_offline, spec, sft_spec
 from .runs import process_count
+from .parsing import Parser
 
 # %% auto #0
 __all__ = ['RUN_KEYS', 'METHODS', 'load_run_config', 'train_from_config', 'launch_command', 'cpu_processes',
@@ -92,7 +93,7 @@ def leave_process_group():
 
 # %% ../nbs/31_train.ipynb #59a74b42
 def build_parser(prog='plasticity train')->argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=prog, description='Run one SFT / RL / synchronized SFT-RL training from a run file (works under accelerate launch).')
+    ap = Parser(prog=prog, description='Run one SFT / RL / synchronized SFT-RL training from a run file (works under accelerate launch).')
     ap.add_argument('kind', choices=list(METHODS), help='sft, rl (dapo | grpo) or syn (luffy | srft | upt | prefix_rft)')
     ap.add_argument('--config', required=True, help='the run file (YAML): profile, data, init, out, method, seed, overrides')
     ap.add_argument('--print-launch', metavar='ACCELERATE_CONFIG', help='print the accelerate launch command for this run file and exit')
