@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_rl.ipynb #9d68fae6
 from __future__ import annotations
-import contextlib, dataclasses, heapq, json, math, os, random, time
+import contextlib, dataclasses, json, math, os, random, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch
@@ -13,41 +13,13 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import shuffle_sequence_dict
 from .flops import EXA, ModelDims, dapo_step_flops, grpo_step_flops
 from .config import RLSpec
+from .batching import PromptStream, select_groups, concat_rows, split_rows, micro_batches
 from .runs import Run, write_atomic, train_run, eval_rows, process_count, flag_unstable as _flag_unstable
 from .callbacks import CeilingCallback
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['PromptStream', 'DAPOConfig', 'grpo_config', 'dapo_config', 'select_groups', 'concat_rows', 'split_rows',
-           'DAPOTrainer', 'balanced_partition', 'balanced_micro_batches', 'length_buckets', 'rows_of', 'micro_batches',
-           'rng_isolated', 'RunLogger', 'build_rl_trainer', 'run_rl']
-
-# %% ../nbs/11_rl.ipynb #9b08dd6e
-class PromptStream:
-    "An endless seeded order over n prompts: epoch e is the permutation drawn from (seed, e); its state is three ints"
-    def __init__(self, n:int, seed:int=0, epoch:int=0, pos:int=0):
-        if n < 1: raise ValueError("PromptStream: the RL prompt set is empty")
-        self.n, self.seed, self.epoch, self.pos, self._perm = n, seed, epoch, pos, None
-
-    def _order(self)->np.ndarray:
-        if self._perm is None or self._perm[0] != self.epoch:
-            self._perm = (self.epoch, np.random.default_rng([self.seed, self.epoch]).permutation(self.n))
-        return self._perm[1]
-
-    def take(self, k:int)->list[int]:
-        "The next k prompt indices"
-        out = []
-        while len(out) < k:
-            m = min(k - len(out), self.n - self.pos)
-            out += self._order()[self.pos:self.pos+m].tolist()
-            self.pos += m
-            if self.pos == self.n: self.epoch, self.pos = self.epoch + 1, 0
-        return out
-
-    def state_dict(self)->dict: return dict(n=self.n, seed=self.seed, epoch=self.epoch, pos=self.pos)
-    def load_state_dict(self, d:dict):
-        if d['n'] != self.n: raise ValueError(f"PromptStream: checkpoint was made with {d['n']} prompts, this run has {self.n}")
-        self.seed, self.epoch, self.pos = d['seed'], d['epoch'], d['pos']
+__all__ = ['DAPOConfig', 'grpo_config', 'dapo_config', 'DAPOTrainer', 'rng_isolated', 'RunLogger', 'build_rl_trainer', 'run_rl']
 
 # %% ../nbs/11_rl.ipynb #da504884
 @dataclass
@@ -146,43 +118,6 @@ def dapo_config(output_dir,  # where checkpoints go (the run's checkpoints/ fold
                  mask_truncated_completions=mask_truncated, updates=updates)
     return DAPOConfig(**_common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperature, micro_batch, seed,
                                 save_every, {**extra, **kw}))
-
-# %% ../nbs/11_rl.ipynb #25623ce2
-_LEFT_PADDED = ('prompt_ids', 'prompt_mask')
-
-def select_groups(out:dict, groups,  # local group indices to keep
-                  group_size:int)->dict:
-    "The rows of the given groups of a round's output (scalars such as num_items_in_batch are dropped)"
-    g = torch.as_tensor(groups, dtype=torch.long).reshape(-1)
-    rows = (g[:, None] * group_size + torch.arange(group_size)).reshape(-1)
-    res = {}
-    for k,v in out.items():
-        if isinstance(v, torch.Tensor) and v.ndim >= 1: res[k] = v[rows.to(v.device)]
-        elif isinstance(v, list): res[k] = [v[i] for i in rows.tolist()]
-    return res
-
-def concat_rows(parts:list[dict], pad_id:int)->dict:
-    "Concatenate row dicts, left-padding prompts and right-padding per-token tensors to the widest part"
-    res = {}
-    for k in parts[0]:
-        vs = [p[k] for p in parts]
-        if isinstance(vs[0], list): res[k] = [x for v in vs for x in v]; continue
-        if vs[0].ndim == 1: res[k] = torch.cat(vs); continue
-        w = max(v.size(1) for v in vs)
-        val = pad_id if k in ('prompt_ids', 'completion_ids') else 0
-        side = (lambda n: (n, 0)) if k in _LEFT_PADDED else (lambda n: (0, n))
-        res[k] = torch.cat([torch.nn.functional.pad(v, side(w - v.size(1)), value=val) for v in vs])
-    return res
-
-def split_rows(batch:dict, n:int)->list[dict]:
-    "Split a batch into n chunks of rows whose sizes differ by at most one (some may be empty)"
-    first = next(v for v in batch.values() if isinstance(v, (torch.Tensor, list)) and (not isinstance(v, torch.Tensor) or v.ndim))
-    total = len(first)
-    bounds = np.cumsum([0] + [total // n + (i < total % n) for i in range(n)])
-    def part(v, a, b):
-        if isinstance(v, torch.Tensor) and v.ndim == 0: return v
-        return v[a:b] if isinstance(v, (torch.Tensor, list)) else v
-    return [{k: part(v, a, b) for k,v in batch.items()} for a,b in zip(bounds[:-1], bounds[1:])]
 
 # %% ../nbs/11_rl.ipynb #3eec90c0
 class DAPOTrainer(GRPOTrainer):
@@ -291,61 +226,6 @@ def _check_collapse(self:DAPOTrainer, reward:float):
 def flag_unstable(self:DAPOTrainer, reason:str):
     "Record the first instability of the run (the step being trained, `runs.flag_unstable`); RunLogger then stops training without saving"
     _flag_unstable(self, reason)
-
-# %% ../nbs/11_rl.ipynb #e3636fc5
-def balanced_partition(lengths, k:int)->list[list[int]]:
-    "Row indices in `k` parts of near-equal summed `lengths`: the largest differencing method (Karmarkar-Karp), as verl balances micro-batches"
-    if not 1 <= k <= max(len(lengths), 1): raise ValueError(f"balanced_partition: k={k} parts for {len(lengths)} rows")
-    heap = [(-int(l), i, [(int(l), [i])] + [(0, [])] * (k - 1)) for i, l in enumerate(lengths)]  # (-spread, tie, parts by sum, largest first)
-    heapq.heapify(heap)
-    while len(heap) > 1:
-        _, i, a = heapq.heappop(heap); _, _, b = heapq.heappop(heap)
-        merged = sorted(((sa + sb, ra + rb) for (sa, ra), (sb, rb) in zip(a, reversed(b))), key=lambda p: -p[0])
-        heapq.heappush(heap, (merged[-1][0] - merged[0][0], i, merged))
-    return [sorted(r) for _, r in heap[0][2]] if heap else [[] for _ in range(k)]
-
-def balanced_micro_batches(lengths, budget:int)->list[list[int]]:
-    "verl's dynamic micro-batches (`use_dynamic_bsz`): ceil(total tokens / budget) parts, at most one per row, balanced by `balanced_partition`"
-    k = min(len(lengths), max(1, math.ceil(sum(int(l) for l in lengths) / budget)))
-    return [p for p in balanced_partition(lengths, k) if p]
-
-def length_buckets(lengths, budget:int)->list[list[int]]:
-    "Row indices in micro-batches of at most `budget` padded tokens: rows sorted by length, each part padded to its longest row (a row longer than the budget alone)"
-    parts, cur, width = [], [], 0
-    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
-        w = max(width, int(lengths[i]))
-        if cur and w * (len(cur) + 1) > budget: parts.append(cur); cur, w = [], int(lengths[i])
-        cur.append(i); width = w
-    return parts + [cur] if cur else parts
-
-def _last_true(mask:torch.Tensor)->torch.Tensor:
-    "Per row, one past the last nonzero column of `mask` (0 for an all-zero row)"
-    return (mask.bool() * torch.arange(1, mask.size(1) + 1, device=mask.device)).amax(1) if mask.size(1) else mask.new_zeros(mask.size(0))
-
-def rows_of(batch:dict, rows)->dict:
-    "The given rows of a training batch, prompts cut to their longest (left-padded) and per-token tensors to the longest completion"
-    r = torch.as_tensor(rows, dtype=torch.long)
-    cm = batch['completion_mask'][r]
-    lc, lp = max(int(_last_true(cm).max()), 1), max(int(batch['prompt_mask'][r].sum(1).max()), 1)
-    W = batch['completion_ids'].size(1)
-    out = {}
-    for k, v in batch.items():
-        if isinstance(v, list): out[k] = [v[j] for j in r.tolist()]
-        elif not isinstance(v, torch.Tensor) or v.ndim == 0: out[k] = v
-        elif k in _LEFT_PADDED: out[k] = v[r.to(v.device)][:, -lp:]
-        elif v.ndim >= 2 and v.size(1) == W: out[k] = v[r.to(v.device)][:, :lc]
-        else: out[k] = v[r.to(v.device)]
-    return out
-
-def micro_batches(batch:dict, budget:int,
-                  split:str='length'  # 'length' (`length_buckets`) or 'balanced' (`balanced_micro_batches`)
-                 )->list[tuple[dict, float]]:
-    "The batch as (micro-batch, share of its rows) pairs under a token `budget`, cut by `split`"
-    n = batch['completion_ids'].size(0)
-    if n == 0 or not budget: return [(batch, 1.0)]
-    if split == 'balanced': parts = balanced_micro_batches((batch['prompt_mask'].sum(1) + batch['completion_mask'].sum(1)).tolist(), budget)
-    else: parts = length_buckets((batch['prompt_mask'].sum(1) + _last_true(batch['completion_mask'])).tolist(), budget)
-    return [(rows_of(batch, b), len(b) / n) for b in parts]
 
 # %% ../nbs/11_rl.ipynb #671b3ee1
 @patch

@@ -6,7 +6,8 @@ import pytest, torch
 from datasets import Dataset
 from transformers import TrainerCallback
 from plasticity_nb.models import build_tokenizer, build_model, load_local
-from plasticity_nb.rl import DAPOConfig, DAPOTrainer, PromptStream, dapo_config, grpo_config, run_rl
+from plasticity_nb.rl import DAPOConfig, DAPOTrainer, dapo_config, grpo_config, run_rl
+from plasticity_nb.batching import PromptStream
 from plasticity_nb.runs import Run
 
 torch.set_num_threads(1)

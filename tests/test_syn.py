@@ -186,7 +186,7 @@ def srft_official_micro(m, b, off, correct, A, micro_batches, coef):
 def test_srft_step_over_the_scripts_micro_batches(tok, rows, tmp_path):
     """One optimizer step with verl's dynamic micro-batches (a token budget, rows balanced by Karmarkar-Karp) and two
     expert rows per micro-batch: the accumulated loss and every gradient equal the official per-micro-batch formula"""
-    from plasticity_nb.rl import balanced_micro_batches
+    from plasticity_nb.batching import balanced_micro_batches
     tr = _trainer('srft', tok, rows, tmp_path, entropy_coef=0.01, micro_batch_tokens=80)
     comps = ['12+34=46\n\\boxed{46}', '56-7', '9*3=27\n27+1=28\n\\boxed{28}', '40-6=34', '1+1=2', '7', '3*3=9\n\\boxed{9}', '12']
     b = make_batch(tok, comps, PROMPTS * 2)
