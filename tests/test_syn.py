@@ -566,3 +566,6 @@ def test_syn_settings_follow_the_profile():
         import inspect
         assert set(s) <= set(inspect.signature(run_syn).parameters)  # every setting is a run_syn argument
     with pytest.raises(ValueError, match='method'): syn_settings(p, 'dapo')
+    for real in ('qwen2.5-7b', 'llama3.2-3b', 'qwen2.5-0.5b'):  # the authors' batching: verl's 32,768 tokens per GPU, 2 mini-batches
+        s = syn_settings(load_profile(real), 'luffy')
+        assert (s['micro_tokens'], s['updates']) == (32768, 2), real
