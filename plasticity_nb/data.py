@@ -35,6 +35,7 @@ def _record(r):
     return _Bad(f"{_JSON_TYPES.get(type(r), type(r).__name__)}, not a JSON object" +
                 (" (a whole array of rows is read from a .json file)" if isinstance(r, list) else ''))
 
+# %% ../nbs/02_data.ipynb #d2c86f61
 def _jsonl(path):
     recs = []
     with open(path, 'rb') as f:
@@ -47,6 +48,7 @@ def _jsonl(path):
             except json.JSONDecodeError as e: recs.append((n, _Bad(f"invalid JSON: {e.msg} at column {e.colno}")))
     return recs
 
+# %% ../nbs/02_data.ipynb #8de82b25
 _SPACE, _ESCAPED = re.compile(r'\s*'), re.compile('[\udc80-\udcff]')  # bytes that are not UTF-8, kept by surrogateescape
 
 def _where(text, i): return f"line {text.count(chr(10), 0, i) + 1} column {i - text.rfind(chr(10), 0, i)}"
@@ -70,6 +72,7 @@ def _json_array(path, text):
     if text[i+1:].strip(): raise broken(_SPACE.match(text, i + 1).end(), "more text after the closing ']'")
     return recs
 
+# %% ../nbs/02_data.ipynb #b74205e9
 def _json(path):
     "A .json file: one JSON array of rows, or JSON lines; a single object is named as such"
     with open(path, 'rb') as f: first = f.read(1 << 16).removeprefix(b'\xef\xbb\xbf').lstrip()[:1]
@@ -84,6 +87,7 @@ def _json(path):
                         (f"; if its {lists[0]!r} list holds the rows, save that list alone" if lists else '') + f"; accepted: {ACCEPTED}")
     return 'jsonl', recs
 
+# %% ../nbs/02_data.ipynb #f3eaca3c
 def _hf_disk(path):
     if not ((path/'dataset_info.json').exists() or (path/'dataset_dict.json').exists()):
         raise DataError(f"{path}: a folder but not a saved Hugging Face dataset (no dataset_info.json); accepted: {ACCEPTED}")
@@ -95,6 +99,7 @@ def _hf_disk(path):
         ds = ds['train'] if 'train' in ds else next(iter(ds.values()))
     return ds.column_names, ds.to_list()
 
+# %% ../nbs/02_data.ipynb #51aadc6f
 def read_records(path)->tuple[str, str, list, list|None]:
     "(format, position word, [(position, record or error string with a `reason`)], columns or None) for a data file or folder"
     path = Path(path)
@@ -224,6 +229,7 @@ def _bench_files(folder):
     if not files: raise DataError(f"{folder}: no benchmark files; expected <name>.jsonl for name in {', '.join(PAPER_SIZES)}")
     return {k: files[k] for k in [*[b for b in PAPER_SIZES if b in files], *sorted(set(files) - set(PAPER_SIZES))]}
 
+# %% ../nbs/02_data.ipynb #593ff66b
 def load_profile_data(profile,             # a config.Profile (or dict with its keys)
                       tokenizer=None,      # measure max_len in tokens (real data only)
                       return_summary=False # also return {set: load_rows summary}

@@ -99,6 +99,7 @@ def _math(text:str, stash:list)->str:
         stash.append(out); return f'\ue000{len(stash)-1}\ue001'
     return ''.join(p if i % 2 else _MATH.sub(conv, p) for i, p in enumerate(_CODE.split(text)))
 
+# %% ../nbs/33_docs.ipynb #2854ea0c
 def _anchor(text:str)->str:
     "nbdev's anchor for a heading: `### run_batch` -> run_batch, `## The batch` -> the-batch"
     t = re.sub(r'<[^>]+>|[`*]', '', text).strip().lower()
@@ -112,6 +113,7 @@ def _highlight(code:str, lang:str='python')->str:
     except Exception: lexer = TextLexer()
     return f'<pre class="highlight"><code>{highlight(code, lexer, HtmlFormatter(nowrap=True))}</code></pre>'  # '<pre': markdown-it keeps it as is
 
+# %% ../nbs/33_docs.ipynb #213463bb
 @functools.cache
 def _md():
     from markdown_it import MarkdownIt
@@ -147,6 +149,7 @@ def _directives(src:str)->tuple[dict, str]:
         else: keep.append(l)
     return d, '\n'.join(keep).strip('\n')
 
+# %% ../nbs/33_docs.ipynb #71cd2e66
 def _output_html(o, ids)->str:
     "One cell output: markdown (show_doc), HTML, an image, or text"
     kind = o.get('output_type')
@@ -162,6 +165,7 @@ def _output_html(o, ids)->str:
     if 'text/plain' in data: return f'<pre class="output">{html.escape(_ANSI.sub("", j("text/plain")))}</pre>'
     return ''
 
+# %% ../nbs/33_docs.ipynb #f19234e4
 def cell_html(cell, ids:set, avoid=frozenset())->str:
     "One processed cell as HTML: markdown rendered; code highlighted (unless `echo: false`), then its outputs"
     src = cell.get('source', '') or ''
@@ -173,6 +177,7 @@ def cell_html(cell, ids:set, avoid=frozenset())->str:
     parts += [_output_html(o, ids) for o in cell.get('outputs', [])]
     return '\n'.join(p for p in parts if p)
 
+# %% ../nbs/33_docs.ipynb #df396449
 def front_matter(nb)->dict:
     "title and description from nbdev's front matter cell (or the notebook's H1 and > summary)"
     for c in nb.cells:
@@ -185,6 +190,7 @@ def front_matter(nb)->dict:
             return dict(title=lines[0][2:].strip(), description=' '.join(l[1:].strip() for l in lines[1:] if l.startswith('>')))
     return {}
 
+# %% ../nbs/33_docs.ipynb #879c13c1
 def _api_anchors(nb)->set:
     "The anchors of the headings show_doc wrote (kept for the API entries: a prose heading 'Checkpoints' yields to `checkpoints`)"
     md = [o['data']['text/markdown'] for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if 'text/markdown' in o.get('data', {})]
@@ -231,6 +237,7 @@ table.src td{border:none;padding:0 .5rem} .linenos pre{color:#999;text-align:rig
 @media (max-width:800px){nav.side{position:static;width:auto;border-right:none}main{margin-left:0;padding:1rem}}
 """
 
+# %% ../nbs/33_docs.ipynb #f317321d
 SEARCH_JS = """(function(){
 var q=document.getElementById('q'),box=document.getElementById('hits'),root=document.body.dataset.root||'';
 if(!q||!window.SEARCH)return;
@@ -294,6 +301,7 @@ def _fix_links(body:str, rel:str, pages:set, src_of:dict)->str:
         return m.group(1) + u + '"'
     return re.sub(r'(<a\s[^>]*?href=")([^"]+)"', href, body)  # tags only: quotes in highlighted code are not escaped
 
+# %% ../nbs/33_docs.ipynb #d574f553
 def _drop_dead_anchors(body:str, url:str, ids:dict)->str:
     "Unlink `page.html#name` links to names the page does not document (nbdev links private helpers too)"
     import posixpath
@@ -302,6 +310,7 @@ def _drop_dead_anchors(body:str, url:str, ids:dict)->str:
         return m.group(3) if page in ids and m.group(2) not in ids[page] else m.group(0)
     return re.sub(r'<a href="([^"#]*)#([^"]+)">(.*?)</a>', a, body)
 
+# %% ../nbs/33_docs.ipynb #b3e7ac6b
 def _copy_images(body:str, rel:str, bases:list, root:Path, out:Path)->str:
     "Copy the local images a page shows into the site (same path under it as under the checkout) and point at the copies"
     def src(u):
@@ -314,6 +323,7 @@ def _copy_images(body:str, rel:str, bases:list, root:Path, out:Path)->str:
         return f'{rel}{dest.as_posix()}'
     return re.sub(r'(<img\s[^>]*?src=")([^"]+)"', lambda m: m.group(1) + src(m.group(2)) + '"', body)
 
+# %% ../nbs/33_docs.ipynb #6254dacf
 def source_page(py:Path)->str:
     "A module's source with numbered lines and line anchors (L-<n>), for the `source` links of the API docs"
     from pygments import highlight

@@ -26,6 +26,7 @@ def _device_type(device)->str:
     if device is None or str(device) == 'auto': return 'cuda' if torch.cuda.is_available() else 'cpu'
     return torch.device(device).type
 
+# %% ../nbs/14_engines.ipynb #93d8633c
 def engine_unavailable_reason(name:str,  # one of ENGINES
                               device='auto'  # where generation runs
                              )->str|None:
@@ -45,6 +46,7 @@ def available_engines(device='auto')->list[str]:
     "The engines that can run on `device`"
     return [e for e in ENGINES if engine_unavailable_reason(e, device) is None]
 
+# %% ../nbs/14_engines.ipynb #aa258de6
 def pick_engine(name:str='auto',  # 'auto' or one of ENGINES (the profile's rollout_engine)
                 device='auto'  # 'cpu', 'cuda', 'cuda:1', a torch.device, or 'auto'
                )->str:
@@ -76,6 +78,7 @@ class Rollouts:
     @property
     def tokens_per_s(self)->float: return self.total_tokens/self.seconds if self.seconds > 0 else float('nan')
 
+# %% ../nbs/14_engines.ipynb #d955e771
 def _eos_ids(model, tokenizer, eos_token_id)->list[int]:
     "EOS ids: the given ones, else the tokenizer's and the model generation config's (as TRL collects them)"
     if eos_token_id is not None: return [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
@@ -100,6 +103,7 @@ def _prompt_ids(tokenizer, prompts)->list[list[int]]:
         return [list(x) for x in tokenizer(list(prompts), add_special_tokens=False)['input_ids']]
     return [[int(t) for t in p] for p in prompts]
 
+# %% ../nbs/14_engines.ipynb #af80a701
 def cut_at_eos(row, eos:list[int])->list[int]:
     "The tokens of `row` up to and including the first EOS"
     row = [int(t) for t in row]
@@ -153,6 +157,7 @@ class _StaticKV:
     def get_seq_length(self, layer_idx=0): return self.pos
     def __len__(self): return len(self.k)
 
+# %% ../nbs/14_engines.ipynb #9655a627
 def _static_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     "Attention over the static cache: query [B,H,Q,D], key/value [B,Hkv,L,D], mask [B,1,Q,L] (True = attend)"
     B, H, Q, D = query.shape
@@ -166,6 +171,7 @@ def _static_attention(module, query, key, value, attention_mask, scaling=None, d
         o = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling)
     return o.transpose(1, 2).contiguous(), None
 
+# %% ../nbs/14_engines.ipynb #ee07e20d
 _ATTN_NAME = 'plasticity_static'
 def _register_attention():
     from transformers import AttentionInterface
@@ -199,6 +205,9 @@ def _sample(logits, inv_temp):
     u = torch.rand_like(logits).clamp_(min=1e-20)
     return (logits * inv_temp - torch.log(-torch.log(u))).argmax(-1)
 
+def _param_signature(model): return tuple(p.data_ptr() for p in model.parameters())
+
+# %% ../nbs/14_engines.ipynb #943ce557
 class _Runner:
     "Static cache, state buffers and (on CUDA) the captured decode step for `batch` rows of `length` slots"
     def __init__(self, model, batch, prompt_len, max_new, greedy, eos, pad, use_graph):
@@ -284,8 +293,7 @@ class _Runner:
             if i % check_every == 0 and bool(self.finished.all()): break
         return self.out[:n].tolist()
 
-def _param_signature(model): return tuple(p.data_ptr() for p in model.parameters())
-
+# %% ../nbs/14_engines.ipynb #242644f2
 _RUNNERS: dict = {}  # (id(model), B, P, T, greedy, eos, pad, graph) -> _Runner, oldest first
 
 def _get_runner(model, B, P, T, greedy, eos, pad, use_graph, max_graphs):
@@ -324,6 +332,7 @@ def fast_batch_size(model, length:int,  # cache slots per row (prompt + new toke
     if p.device.type == 'cuda' and b > 8: b = min(cap, math.ceil(b / 8) * 8)
     return max(1, b)
 
+# %% ../nbs/14_engines.ipynb #ff3df54c
 @torch.no_grad()
 def _fast_generate(model, rows, eos, pad, temperature, max_new_tokens, max_batch=None, cuda_graphs=True,
                    max_graphs=2, prompt_bucket=64, **_):
@@ -402,6 +411,7 @@ def _device_of(model):
     if isinstance(model, str): return 'cuda'
     return next(model.parameters()).device
 
+# %% ../nbs/14_engines.ipynb #9ebf3dd0
 def generate(model,  # a transformers causal LM (or, for vllm, a local model folder)
              tokenizer,  # its tokenizer (None: prompts must be token ids and no text is returned)
              prompts:list,  # text (chat template already applied) or lists of token ids

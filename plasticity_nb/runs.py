@@ -240,6 +240,7 @@ def busy_processes(d=None)->int:
         elif not w.exists(): n += 1
     return n
 
+# %% ../nbs/13_runs.ipynb #d79d5b13
 def register_busy(d=None)->Path:
     "Count this process as busy until it exits"
     p = Path(d or ACTIVE_DIR)/str(os.getpid())
@@ -264,6 +265,7 @@ def waiting(d=None):
     try: yield
     finally: w.unlink(missing_ok=True)
 
+# %% ../nbs/13_runs.ipynb #f45c68e2
 def share_threads(cpus:int, d=None)->int:
     "Set torch's threads to this process's share, cpus // (busy processes), at least 1; returns it"
     import torch
@@ -303,6 +305,7 @@ def run_dir(root, kind:str, config:dict)->Path:
         raise ValueError(f"run kind {kind!r}: use letters, digits, '_', '.' and inner '-' (e.g. 'sft', 'rl', 'pure_rl')")
     return Path(root)/f'{kind}-{run_id(config)}'
 
+# %% ../nbs/13_runs.ipynb #75fda9ec
 def open_run(root,  # the registry folder (profile key `runs`)
              kind:str,  # what the run is: 'sft', 'rl', 'luffy', ...
              config:dict  # the resolved configuration; its hash names the folder
@@ -317,6 +320,7 @@ def open_run(root,  # the registry folder (profile key `runs`)
     elif is_writer(): write_atomic(p, json.dumps(json.loads(canon), indent=1, sort_keys=True) + '\n')
     return run
 
+# %% ../nbs/13_runs.ipynb #e988b524
 def ensure(root, kind:str, config:dict,
            fn  # fn(run) trains (resuming from `run.resume_from`) and returns a summary dict
           )->Run:

@@ -13,7 +13,7 @@ __all__ = ['ALPHABET', 'LIMIT', 'BASE_OPERAND', 'MAX_MULT', 'PROMPT', 'PRETRAIN_
            'S1K_LEVELS', 'RL_LEVELS', 'PAPER_SIZES', 'BENCH_LEVELS', 'BENCH_FRACTION', 'MIN_BENCH', 'WORLD_VERSION',
            'BENCH_SIZES', 'OOD_FAMILIES', 'OOD_LEVELS', 'OOD_SIZE', 'WORLD_KEYS', 'max_operand', 'make_problem',
            'direct_answer_corpus', 'arithmetic_facts', 'expression_readings', 'pretrain_corpus', 'bench_sizes',
-           'rl_levels', 'build_world', 'check_disjoint', 'fresh_problems', 'ood_sets', 'world_summary',
+           'rl_levels', 'check_disjoint', 'build_world', 'fresh_problems', 'ood_sets', 'world_summary',
            'length_by_difficulty', 'to_dataset', 'write_jsonl', 'read_jsonl', 'save_world', 'load_world', 'world_key',
            'cached_world']
 
@@ -74,6 +74,22 @@ def make_problem(rng:random.Random|int,  # random generator (or a seed)
         lines.append(f"{a}{op}{b}={v}")
     return dict(prompt=PROMPT.format(expr=expr), completion='\n'.join(lines) + f"\n\\boxed{{{v}}}", answer=str(v), difficulty=n_steps)
 
+# %% ../nbs/01_tasks.ipynb #be1324a0
+def _draw(rng, n, levels, exclude, unique=True, what='set', limit=LIMIT, base=BASE_OPERAND):
+    "n problems with difficulty drawn uniformly from `levels`, none in `exclude` (and no repeats when `unique`)"
+    if not isinstance(rng, random.Random): rng = random.Random(rng)
+    rows, seen = [], set()
+    for _ in range(n):
+        d = rng.choice(levels)
+        for _ in range(1000):  # redraw at the same level, so the difficulty mix stays as asked
+            r = make_problem(rng, d, max_operand(d, base), limit)
+            if r['prompt'] not in exclude and not (unique and r['prompt'] in seen): break
+        else: raise ValueError(f"{what}: could not draw {n} {'distinct ' if unique else ''}problems at difficulties {levels} "
+                               f"(stuck at {len(rows)} rows, difficulty {d}, world_limit={limit}, world_max_operand={base}); "
+                               "ask for fewer rows, or a larger world_limit / world_max_operand")
+        seen.add(r['prompt']); rows.append(r)
+    return rows
+
 # %% ../nbs/01_tasks.ipynb #6ee9932b
 PRETRAIN_LEVELS = (1, 2)  # difficulties of the directly answered problems
 
@@ -88,6 +104,7 @@ def direct_answer_corpus(rng:random.Random|int,  # random generator (or a seed)
     rows = _draw(rng, n, levels, exclude, unique=False, what='pretrain', limit=limit, base=base)
     return [dict(r, completion=f"\\boxed{{{r['answer']}}}") for r in rows]
 
+# %% ../nbs/01_tasks.ipynb #7078c12d
 def arithmetic_facts(rng:random.Random|int,  # random generator (or a seed)
                      n:int,                  # number of rows
                      per_row:int=4,          # facts per row
@@ -107,6 +124,7 @@ def arithmetic_facts(rng:random.Random|int,  # random generator (or a seed)
         rows.append(dict(text='\n'.join(lines)))
     return rows
 
+# %% ../nbs/01_tasks.ipynb #65655868
 def expression_readings(rng:random.Random|int,  # random generator (or a seed)
                         n:int,                  # number of rows
                         limit:int=LIMIT, base:int=BASE_OPERAND,  # the world's arithmetic (see `make_problem`)
@@ -123,6 +141,7 @@ def expression_readings(rng:random.Random|int,  # random generator (or a seed)
         rows.append(dict(text=r['prompt'][len('Compute '):-2] + '\n' + '\n'.join(items)))
     return rows
 
+# %% ../nbs/01_tasks.ipynb #d3fb2357
 PRETRAIN_MIX = dict(direct=0.2, facts=0.5, readings=0.3)  # shares of the base model's corpus
 
 def pretrain_corpus(rng:random.Random|int, n:int,  # random generator; number of rows
@@ -151,22 +170,7 @@ def bench_sizes(scale:float=1.0)->dict[str,int]:
 
 BENCH_SIZES = bench_sizes(1.0)
 
-# %% ../nbs/01_tasks.ipynb #be1324a0
-def _draw(rng, n, levels, exclude, unique=True, what='set', limit=LIMIT, base=BASE_OPERAND):
-    "n problems with difficulty drawn uniformly from `levels`, none in `exclude` (and no repeats when `unique`)"
-    if not isinstance(rng, random.Random): rng = random.Random(rng)
-    rows, seen = [], set()
-    for _ in range(n):
-        d = rng.choice(levels)
-        for _ in range(1000):  # redraw at the same level, so the difficulty mix stays as asked
-            r = make_problem(rng, d, max_operand(d, base), limit)
-            if r['prompt'] not in exclude and not (unique and r['prompt'] in seen): break
-        else: raise ValueError(f"{what}: could not draw {n} {'distinct ' if unique else ''}problems at difficulties {levels} "
-                               f"(stuck at {len(rows)} rows, difficulty {d}, world_limit={limit}, world_max_operand={base}); "
-                               "ask for fewer rows, or a larger world_limit / world_max_operand")
-        seen.add(r['prompt']); rows.append(r)
-    return rows
-
+# %% ../nbs/01_tasks.ipynb #c11590a4
 def _size(cfg, k):
     v = cfg.get(k)
     return int(v if v is not None else (SCHEMA[k][1] if k in SCHEMA else 0))
@@ -182,6 +186,19 @@ def rl_levels(cfg)->tuple[int,...]:
     except ValueError: lv = ()
     if not lv or min(lv) < 1: raise ValueError(f"world_rl_levels = {s!r}: give a range like '2-6' or a list like '3,5,6' of difficulties >= 1")
     return lv
+
+# %% ../nbs/01_tasks.ipynb #eaab8e33
+def check_disjoint(world:dict)->dict:
+    "Raise ValueError naming the sets when a held-out prompt (val, any benchmark) is in another set"
+    sets = {k: v for k,v in world.items() if k != 'benchmarks'} | {f"benchmark {k}": v for k,v in world.get('benchmarks', {}).items()}
+    held = [k for k in sets if k == 'val' or k.startswith('benchmark ')]
+    for h in held:
+        ph = {r['prompt'] for r in sets[h]}
+        for k in sets:
+            if k == h or (k in held and held.index(k) < held.index(h)): continue
+            if common := ph & {r['prompt'] for r in sets[k] if 'prompt' in r}:  # fact rows have no prompt
+                raise ValueError(f"held-out set {h!r} shares {len(common)} prompts with {k!r}, e.g. {next(iter(common))!r}")
+    return world
 
 # %% ../nbs/01_tasks.ipynb #0e5296ea
 def build_world(cfg:dict,  # a Profile or dict with world_full, world_subset, world_s1k, world_val, world_rl, world_bench_scale, world_limit, world_max_operand
@@ -214,19 +231,6 @@ def build_world(cfg:dict,  # a Profile or dict with world_full, world_subset, wo
     check_disjoint(world)
     return world
 
-# %% ../nbs/01_tasks.ipynb #eaab8e33
-def check_disjoint(world:dict)->dict:
-    "Raise ValueError naming the sets when a held-out prompt (val, any benchmark) is in another set"
-    sets = {k: v for k,v in world.items() if k != 'benchmarks'} | {f"benchmark {k}": v for k,v in world.get('benchmarks', {}).items()}
-    held = [k for k in sets if k == 'val' or k.startswith('benchmark ')]
-    for h in held:
-        ph = {r['prompt'] for r in sets[h]}
-        for k in sets:
-            if k == h or (k in held and held.index(k) < held.index(h)): continue
-            if common := ph & {r['prompt'] for r in sets[k] if 'prompt' in r}:  # fact rows have no prompt
-                raise ValueError(f"held-out set {h!r} shares {len(common)} prompts with {k!r}, e.g. {next(iter(common))!r}")
-    return world
-
 # %% ../nbs/01_tasks.ipynb #fa36532d
 def fresh_problems(world:dict,  # a built world: its prompts are excluded
                    cfg:dict,  # the profile (world_limit, world_max_operand)
@@ -248,6 +252,7 @@ def _spaced(r:dict)->dict:
     expr = r['prompt'][len('Compute '):-2]
     return dict(r, prompt=PROMPT.format(expr=re.sub(r'([-+*])', r' \1 ', expr)))
 
+# %% ../nbs/01_tasks.ipynb #58698e5e
 def _draw_nested(rng, n, seen, limit, base):
     "n distinct problems with at least one right-side operation after the first step"
     rows = []
@@ -260,6 +265,7 @@ def _draw_nested(rng, n, seen, limit, base):
         seen.add(r['prompt']); rows.append(r)
     return rows
 
+# %% ../nbs/01_tasks.ipynb #ab9d60c6
 def ood_sets(world:dict,  # a built world: its prompts are excluded
              cfg:dict,  # the profile (world_limit, world_max_operand, world_bench_scale)
              seed:int=0,  # the world seed (each family has its own stream derived from it)
