@@ -128,6 +128,7 @@ def branch_points(prof:Profile, dataset:str,
     return pd.DataFrame([dict(dataset=dataset, sft_run=srun.name, step=s, exaflops=at[s]['exaflops'], val_loss=at[s].get('val_loss'),
                               regime=reg.get(s), score=at[s]['scores'].get('overall'), checkpoint=str(ckpts[s])) for s in steps])
 
+# %% ../nbs/15_experiments.ipynb #ec85b2a0
 def branch_run(prof:Profile, bp, algo:str='dapo', seed:int|None=None)->R.Run:
     "The RL run (made or reused) from one branch point (a row of `branch_points`)"
     return rl_run(prof, bp.checkpoint, dict(sft_run=bp.sft_run, branch_step=int(bp.step)), algo=algo, seed=seed)
@@ -295,6 +296,7 @@ def _per_dataset_claims(df, seq, pairs)->list[dict]:
                               paper.CLAIMS['stable_vs_adaptive'], st.a_post - ad.a_post, combined_se(st.a_post_se, ad.a_post_se)))
     return rows
 
+# %% ../nbs/15_experiments.ipynb #5aee241b
 def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
     "REPORT rows for the paper's claims about sequential SFT-then-RL: our numbers, the effect with its SE, the verdict (`stats.verdict`), the published side (`paper.CLAIMS`)"
     seq, pure = fits[fits.paradigm == 'sft_then_rl'], fits[fits.paradigm == 'pure_rl']

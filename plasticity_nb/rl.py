@@ -84,6 +84,7 @@ def _common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperatur
     d.update(kw)
     return d
 
+# %% ../nbs/11_rl.ipynb #ee4a881b
 def grpo_config(output_dir,  # where checkpoints go (the run's checkpoints/ folder)
                 lr:float=_D.lr, batch:int=_D.batch,  # learning rate; prompts per step (B)
                 group_size:int=_D.group_size, steps:int=_D.steps,  # G rollouts per prompt; optimizer steps
@@ -98,6 +99,7 @@ def grpo_config(output_dir,  # where checkpoints go (the run's checkpoints/ fold
     return DAPOConfig(**_common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperature, micro_batch, seed,
                                 save_every, dict(loss_type='grpo', epsilon=eps, epsilon_high=eps, dynamic_sampling=False, updates=updates, **kw)))
 
+# %% ../nbs/11_rl.ipynb #5d5b6df4
 def dapo_config(output_dir,  # where checkpoints go (the run's checkpoints/ folder)
                 variant:str='dc',  # 'd': dynamic sampling only; 'dc': + clip-higher
                 lr:float=_D.lr, batch:int=_D.batch,  # learning rate; B_train, prompts per step
@@ -161,6 +163,7 @@ def _generate_round(self:DAPOTrainer, inputs:list[dict])->tuple[dict, torch.Tens
     total[torch.isnan(r).all(1)] = torch.nan
     return out, total.view(-1, self.num_generations).cpu()
 
+# %% ../nbs/11_rl.ipynb #971d4498
 @patch
 def _generate_and_score_completions(self:DAPOTrainer, inputs):
     "Generate rounds until B_train informative groups are kept (dynamic sampling) or K rounds ran; one round for GRPO"
@@ -184,6 +187,7 @@ def _generate_and_score_completions(self:DAPOTrainer, inputs):
     self._log_step(k, int(self.accelerator.gather(torch.tensor([n_kept], device=mask.device)).sum()), dropped, torch.cat(rewards))
     return batch
 
+# %% ../nbs/11_rl.ipynb #30fe0ea4
 @patch
 def _log_step(self:DAPOTrainer, k:int, n_kept:int, dropped:int, rewards:torch.Tensor):
     "Per-step statistics and FLOPs into the trainer's metrics; the reward-collapse check"
@@ -200,6 +204,7 @@ def _log_step(self:DAPOTrainer, k:int, n_kept:int, dropped:int, rewards:torch.Te
         m[key].append(float(v))
     self._check_collapse(reward)
 
+# %% ../nbs/11_rl.ipynb #37b375cd
 @patch
 def step_flops(self:DAPOTrainer, k:int,  # generation rounds this step
                n_kept:int,  # groups trained (all processes)
@@ -210,6 +215,7 @@ def step_flops(self:DAPOTrainer, k:int,  # generation rounds this step
     if a.dynamic_sampling: return dapo_step_flops(self.dims, a.round_prompts, n_kept, G, S, k)
     return grpo_step_flops(self.dims, a.train_prompts, G, S)
 
+# %% ../nbs/11_rl.ipynb #70a1736a
 @patch
 def _check_collapse(self:DAPOTrainer, reward:float):
     "Mark the run unstable after `collapse_patience` steps with reward <= collapse_ratio x the best so far"
@@ -237,6 +243,7 @@ def _prepare_inputs(self:DAPOTrainer, generation_batch):
         self._buffered_inputs = split_rows(shuffle_sequence_dict(self._generate_and_score_completions(generation_batch)), n)
     return self._buffered_inputs[self._step % n]
 
+# %% ../nbs/11_rl.ipynb #e840be63
 @patch
 def compute_loss(self:DAPOTrainer, model, inputs, return_outputs=False, num_items_in_batch=None):
     "TRL's loss over the micro-batches of the update (`micro_batches`), each weighted by `_part_weight`; a micro-batch with no kept rows gives a zero loss that touches no gradient"
@@ -261,6 +268,7 @@ def _loss_scaled_for_ga(self:DAPOTrainer, num_items_in_batch)->bool:
     if self.loss_is_scaled_for_ga is not None: return self.loss_is_scaled_for_ga
     return (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
 
+# %% ../nbs/11_rl.ipynb #9f7f4849
 @patch
 def training_step(self:DAPOTrainer, model, inputs, num_items_in_batch=None):
     "TRL's step; a non-finite loss, or non-finite gradients before the update, discard the step and flag the run"
@@ -313,6 +321,7 @@ def rng_isolated():
         try: yield
         finally: random.setstate(py); np.random.set_state(npy)
 
+# %% ../nbs/11_rl.ipynb #ccd513f0
 class RunLogger(TrainerCallback):
     "Writes the trainer's logs and the evaluations into a run's metrics.jsonl; stops a run flagged unstable"
     def __init__(self, run:Run,

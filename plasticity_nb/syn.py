@@ -50,6 +50,7 @@ class _MixConfig(DAPOConfig):
         bad = {k: getattr(self, k) for k, v in fixed.items() if getattr(self, k) != v}
         if bad: raise ValueError(f"{type(self).__name__}: {bad} are not part of the method's loss; accepted only {fixed}")
 
+# %% ../nbs/12_syn.ipynb #8c914831
 @dataclass
 class LUFFYConfig(_MixConfig):
     "LUFFY (arXiv 2504.14945): 7 on-policy + 1 expert per group, f(p) = p/(p+gamma) on expert tokens, pi_phi = 1, no clip"
@@ -63,6 +64,7 @@ class SRFTConfig(_MixConfig):
     c_sft: float = field(default=0.5, metadata={'help': 'w_sft = c_sft * stopgrad(exp(-H))'})
     c_rl: float = field(default=0.1, metadata={'help': 'w_rl = c_rl * stopgrad(exp(H)) on positive self-rollouts'})
 
+# %% ../nbs/12_syn.ipynb #83cc7a76
 @dataclass
 class UPTConfig(_MixConfig):
     "UPT / Hybrid Post-Training (arXiv 2509.04419): n rollouts per prompt; pass rate > gamma: RL, else SFT on y*"
@@ -252,6 +254,7 @@ def _norm(self:MixedGroupTrainer)->dict:
     "The losses' normaliser: L_max, the response limit, and B = 1: a micro-batch's token sum over L_max, as verl's `loss_remove_token_mean`"
     return dict(L_max=self.max_completion_length, rows=1)
 
+# %% ../nbs/12_syn.ipynb #3dabf6cb
 @patch
 def _compute_loss(self:MixedGroupTrainer, model, inputs):
     "The method's loss (`_loss`) on TRL's forward, minus the entropy bonus over the tokens it trains"
