@@ -8,8 +8,8 @@ import heapq, math
 import numpy as np, torch
 
 # %% auto #0
-__all__ = ['PromptStream', 'select_groups', 'concat_rows', 'split_rows', 'balanced_partition', 'balanced_micro_batches',
-           'length_buckets', 'rows_of', 'micro_batches']
+__all__ = ['PromptStream', 'select_groups', 'concat_rows', 'split_rows', 'length_buckets', 'rows_of', 'micro_batches',
+           'balanced_partition', 'balanced_micro_batches']
 
 # %% ../nbs/11a_batching.ipynb #9b08dd6e
 class PromptStream:
@@ -76,22 +76,6 @@ def split_rows(batch:dict, n:int)->list[dict]:
     return [{k: part(v, a, b) for k,v in batch.items()} for a,b in zip(bounds[:-1], bounds[1:])]
 
 # %% ../nbs/11a_batching.ipynb #e3636fc5
-def balanced_partition(lengths, k:int)->list[list[int]]:
-    "Row indices in `k` parts of near-equal summed `lengths`: the largest differencing method (Karmarkar-Karp), as verl balances micro-batches"
-    if not 1 <= k <= max(len(lengths), 1): raise ValueError(f"balanced_partition: k={k} parts for {len(lengths)} rows")
-    heap = [(-int(l), i, [(int(l), [i])] + [(0, [])] * (k - 1)) for i, l in enumerate(lengths)]  # (-spread, tie, parts by sum, largest first)
-    heapq.heapify(heap)
-    while len(heap) > 1:
-        _, i, a = heapq.heappop(heap); _, _, b = heapq.heappop(heap)
-        merged = sorted(((sa + sb, ra + rb) for (sa, ra), (sb, rb) in zip(a, reversed(b))), key=lambda p: -p[0])
-        heapq.heappush(heap, (merged[-1][0] - merged[0][0], i, merged))
-    return [sorted(r) for _, r in heap[0][2]] if heap else [[] for _ in range(k)]
-
-def balanced_micro_batches(lengths, budget:int)->list[list[int]]:
-    "verl's dynamic micro-batches (`use_dynamic_bsz`): ceil(total tokens / budget) parts, at most one per row, balanced by `balanced_partition`"
-    k = min(len(lengths), max(1, math.ceil(sum(int(l) for l in lengths) / budget)))
-    return [p for p in balanced_partition(lengths, k) if p]
-
 def length_buckets(lengths, budget:int)->list[list[int]]:
     "Row indices in micro-batches of at most `budget` padded tokens: rows sorted by length, each part padded to its longest row (a row longer than the budget alone)"
     parts, cur, width = [], [], 0
@@ -129,3 +113,20 @@ def micro_batches(batch:dict, budget:int,
     if split == 'balanced': parts = balanced_micro_batches((batch['prompt_mask'].sum(1) + batch['completion_mask'].sum(1)).tolist(), budget)
     else: parts = length_buckets((batch['prompt_mask'].sum(1) + _last_true(batch['completion_mask'])).tolist(), budget)
     return [(rows_of(batch, b), len(b) / n) for b in parts]
+
+# %% ../nbs/11a_batching.ipynb #0d27283e
+def balanced_partition(lengths, k:int)->list[list[int]]:
+    "Row indices in `k` parts of near-equal summed `lengths`: the largest differencing method (Karmarkar-Karp), as verl balances micro-batches"
+    if not 1 <= k <= max(len(lengths), 1): raise ValueError(f"balanced_partition: k={k} parts for {len(lengths)} rows")
+    heap = [(-int(l), i, [(int(l), [i])] + [(0, [])] * (k - 1)) for i, l in enumerate(lengths)]  # (-spread, tie, parts by sum, largest first)
+    heapq.heapify(heap)
+    while len(heap) > 1:
+        _, i, a = heapq.heappop(heap); _, _, b = heapq.heappop(heap)
+        merged = sorted(((sa + sb, ra + rb) for (sa, ra), (sb, rb) in zip(a, reversed(b))), key=lambda p: -p[0])
+        heapq.heappush(heap, (merged[-1][0] - merged[0][0], i, merged))
+    return [sorted(r) for _, r in heap[0][2]] if heap else [[] for _ in range(k)]
+
+def balanced_micro_batches(lengths, budget:int)->list[list[int]]:
+    "verl's dynamic micro-batches (`use_dynamic_bsz`): ceil(total tokens / budget) parts, at most one per row, balanced by `balanced_partition`"
+    k = min(len(lengths), max(1, math.ceil(sum(int(l) for l in lengths) / budget)))
+    return [p for p in balanced_partition(lengths, k) if p]
