@@ -354,6 +354,7 @@ def _compact_generate(model, rows, eos, pad, temperature, max_new_tokens, max_ba
     "KV-cached sampling over `rows` in chunks of max_batch, each row leaving the batch (and the cache) at its first EOS"
     from transformers import DynamicCache
     dev, out, kw = next(model.parameters()).device, [], _cache_kw(model)
+    inv_temp = 1.0 / float(temperature) if temperature and temperature > 0 else None  # `_sample`'s greedy / Gumbel-max draw
     eos_t = torch.tensor(list(eos) or [-1], device=dev)
     for s in range(0, len(rows), max_batch or len(rows)):
         chunk = rows[s:s + (max_batch or len(rows))]
@@ -362,7 +363,7 @@ def _compact_generate(model, rows, eos, pad, temperature, max_new_tokens, max_ba
         pos = (mask.cumsum(1) - 1).masked_fill(mask == 0, 1)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **{kw: cache}).logits[:, -1]
         for t in range(max_new_tokens):
-            nxt = _next_token(logits, temperature)
+            nxt = _sample(logits.float(), inv_temp)
             for j, tok in zip(live.tolist(), nxt.tolist()): gen[j].append(tok)
             keep = (~torch.isin(nxt, eos_t)).nonzero().flatten()
             if t == max_new_tokens - 1 or not len(keep): break
@@ -374,11 +375,6 @@ def _compact_generate(model, rows, eos, pad, temperature, max_new_tokens, max_ba
                            use_cache=True, logits_to_keep=1, **{kw: cache}).logits[:, -1]
         out += gen
     return out, {'batch': min(max_batch or len(rows), len(rows))}
-
-def _next_token(logits:torch.Tensor, temperature:float)->torch.Tensor:
-    "Greedy where temperature is 0, else one draw from softmax(logits / temperature) (no top-k, no top-p)"
-    if not temperature or temperature <= 0: return logits.argmax(-1)
-    return torch.multinomial(torch.softmax(logits.float() / float(temperature), -1), 1).squeeze(1)
 
 # %% ../nbs/14_engines.ipynb #846b2d2c
 @torch.no_grad()
