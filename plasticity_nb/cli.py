@@ -52,12 +52,17 @@ def _reproduce_parser()->Parser:
     r.add_argument('--jobs', type=_positive_int, default=min(3, (os.cpu_count() or 1) + 1),
                    help='notebooks run at once, 1 or more (default: min(3, CPUs + 1): one more than the cores, because a notebook '
                         'often waits for a run another one is making); runs they share are made once')
+    r.add_argument('--launcher', choices=('inprocess', 'accelerate', 'slurm'),
+                   help="where missing runs train (default: the profile's `launcher`): in the notebook's kernel, `accelerate launch` "
+                        'on this node, or one Slurm job per run (resources: the launch_* and slurm_* settings)')
+    r.add_argument('--detach', action='store_true', help='submit every run whose inputs exist and exit; the same command later '
+                   'continues from what the registry and the queue hold and renders every figure whose runs are finished')
     return r
 
 @command('reproduce', 'run the papermill figure batch into outputs/<profile>/')
 def _cmd_reproduce(argv)->int:
     a = _reproduce_parser().parse_args(argv)
-    outs = run_batch(a.profile, a.only, a.out, a.settings, jobs=a.jobs)
+    outs = run_batch(a.profile, a.only, a.out, a.settings, jobs=a.jobs, launcher=a.launcher, detach=a.detach)
     return 1 if any(o.status == 'failed' for o in outs) else 0
 
 @command('profiles', 'list the profiles of settings.ini, or show one')
@@ -183,6 +188,22 @@ def main(argv=None)->int:
         print(f'{name}: error: {one_line(e)}', file=sys.stderr); return 2
     except OSError as e:
         print(f'{name}: error: {one_line(e)}', file=sys.stderr); return 1
+
+# %% ../nbs/34_cli.ipynb #b8068c19
+@command('plan', 'list every run a batch would train, stage by stage, with its status and cost')
+def _cmd_plan(argv)->int:
+    p = Parser(prog='plasticity plan', description='The runs `plasticity reproduce` would ask for (base, SFT, the RL branches chosen '
+               'after SFT, the paradigm runs), which are finished, and their cost in FLOPs and GPU- or CPU-hours.')
+    p.add_argument('--profile', help='settings.ini profile (default: $PLASTICITY_PROFILE or tiny)')
+    p.add_argument('--only', help=f'comma-separated outputs (known: {", ".join(FIGURES)}); default: the profile\'s batch')
+    p.add_argument('--settings', help='settings.ini path (default: nearest from the working directory)')
+    p.add_argument('--json', action='store_true', help='print the runs as JSON')
+    a = p.parse_args(argv)
+    from plasticity_nb import plan
+    prof = load_profile(a.profile or os.environ.get('PLASTICITY_PROFILE') or 'tiny', path=a.settings)
+    rows = plan.plan_batch(prof, a.only)
+    print(plan.plan_json(rows) if a.json else plan.format_plan(rows, prof))
+    return 0
 
 # %% ../nbs/34_cli.ipynb #32c32f6b
 if __name__ == '__main__' and 'get_ipython' not in globals(): sys.exit(main())

@@ -10,8 +10,9 @@ from typing import NamedTuple
 
 # %% auto #0
 __all__ = ['SCHEMA', 'SPECS', 'SMALL_SETS', 'SUBSETS', 'SettingsError', 'Setting', 'accepted', 'check_value', 'find_settings',
-           'Profile', 'list_profiles', 'check_settings', 'load_profile', 'spec_fields', 'ModelSpec', 'WorldSpec',
-           'DataFiles', 'SFTSpec', 'RLSpec', 'EvalSpec', 'spec_class', 'spec', 'identity', 'sft_spec', 'set_offline']
+           'Profile', 'list_profiles', 'check_settings', 'load_profile', 'profile_overrides', 'spec_fields',
+           'ModelSpec', 'WorldSpec', 'DataFiles', 'SFTSpec', 'RLSpec', 'EvalSpec', 'spec_class', 'spec', 'identity',
+           'sft_spec', 'set_offline']
 
 # %% ../nbs/00_config.ipynb #82d1ebc8
 class SettingsError(ValueError):
@@ -23,7 +24,7 @@ class Setting(NamedTuple):
     type: str  # int, float, str, path (a str resolved against the file) or bool
     default: object
     help: str
-    group: str  # profile, paths, run, model, world, data, sft, rl, eval, paradigm
+    group: str  # profile, paths, run, model, world, data, sft, rl, eval, paradigm, launch
     range: str = ''  # numbers: the accepted interval, e.g. '[1, inf)' or '(0, 1]'
     choices: tuple = ()  # strings: the accepted values
     into: str = ''  # the typed specs it fills: 'rl.lr' (spec rl, field lr), or several, space-separated ('sft rl': field = key)
@@ -113,6 +114,16 @@ SCHEMA: dict[str, Setting] = {
     'paradigm_panels': _S('str', 'base,saturated,strong', 'Fig 2 starting points: base, saturated (SFT checkpoint), strong (longer pre-trained base)', 'paradigm'),
     'syn_micro_tokens': _S('int', 0, "token budget of one micro-batch of the synchronized methods per process, verl's ppo_max_token_len_per_gpu (the scripts: 32768); the SFT mean and the entropy bonus are taken per micro-batch, so it shapes the loss (0: the update batch at once)", 'paradigm', _N),
     'paradigm_seeded': _S('str', 'srft,dapo_d', 'the paradigms trained with every seed (the claim on seed spread compares these); the others run the first seed only', 'paradigm'),
+    # where each training run runs (no run's identity holds these: the same run wherever it trains)
+    'launcher': _S('str', 'inprocess', "where a batch trains a missing run: inprocess (the figure notebook's kernel), accelerate (`accelerate launch` on this node, one run at a time) or slurm (one Slurm job per run, through submitit); `plasticity reproduce --launcher` overrides it", 'launch', choices=('inprocess', 'accelerate', 'slurm')),
+    'launch_gpus': _S('str', '1', 'processes (GPUs) per node of one training run: a number, or per run kind, e.g. `8,base:1` (kinds: base, sft, rl, luffy, srft, upt, prefix_rft)', 'launch'),
+    'launch_nodes': _S('str', '1', 'nodes of one training run (slurm; one `accelerate launch` per node): a number or per run kind, as launch_gpus', 'launch'),
+    'launch_config': _S('path', '', 'accelerate config file of multi-process runs (e.g. configs/accelerate/zero3.yaml; empty: accelerate defaults)', 'launch'),
+    'slurm_partition': _S('str', '', 'Slurm partition (empty: the cluster default)', 'launch'),
+    'slurm_account': _S('str', '', 'Slurm account (empty: none)', 'launch'),
+    'slurm_time': _S('str', '1440', 'Slurm time limit of a job in minutes: a number or per run kind, as launch_gpus', 'launch'),
+    'slurm_cpus': _S('int', 0, 'CPUs per task (one task per node) of a Slurm job (0: the cluster default)', 'launch', _N),
+    'slurm_extra': _S('str', '', "extra sbatch options, ';'-separated name=value pairs, e.g. `qos=high;constraint=h100`", 'launch'),
     # evaluation
     'eval_samples': _S('int', 1, 'samples per problem on large benchmarks (pass@1)', 'eval', _P, into='eval.samples'),
     'eval_samples_small': _S('int', 4, 'samples per problem on the small hard benchmarks (avg@k)', 'eval', _P, into='eval.samples_small'),
@@ -226,6 +237,12 @@ def load_profile(name:str|None=None,  # profile section; default $PLASTICITY_PRO
     for k, v in prof.items():
         if k in SCHEMA and SCHEMA[k].type == 'path' and v: prof[k] = str((path.parent/os.path.expanduser(v)).resolve())
     return prof
+
+# %% ../nbs/00_config.ipynb #4d8b1ee5
+def profile_overrides(prof:Profile)->dict:
+    "The keys of `prof` whose values differ from its profile in its settings file: `load_profile(name, path, **them)` rebuilds it"
+    base = load_profile(prof['name'], path=prof['path'])
+    return {k: v for k, v in prof.items() if k in SCHEMA and base.get(k) != v}
 
 # %% ../nbs/00_config.ipynb #6e63b6af
 def spec_fields(name:str)->dict[str, str]:

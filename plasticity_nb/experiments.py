@@ -5,20 +5,24 @@
 # %% ../nbs/15_experiments.ipynb #d85b0463
 from __future__ import annotations
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 import numpy as np, pandas as pd
-from .config import Profile, SCHEMA, spec, spec_fields, sft_spec, identity
-from . import runs as R, data, models, sft, rl, ceiling, paper
+from .config import Profile, SCHEMA, spec, spec_fields, sft_spec, identity, profile_overrides
+from . import runs as R, data, models, sft, rl, ceiling, paper, launch
 from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, mean_se, peak_with_se, r_interval
 from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
-__all__ = ['MIN_FIT_POINTS', 'PARADIGMS', 'EXPERT_PARTS', 'OWN_PARTS', 'preflight', 'world', 'with_family', 'base_model',
-           'sft_run', 'sft_records', 'sft_regimes', 'pick_branches', 'rl_run', 'branch_points', 'branch_run',
+__all__ = ['MIN_FIT_POINTS', 'PARADIGMS', 'EXPERT_PARTS', 'OWN_PARTS', 'preflight', 'world', 'with_family', 'Request', 'obtain',
+           'wait_for', 'base_request', 'base_path', 'base_model', 'sft_request', 'sft_run', 'sft_records',
+           'sft_regimes', 'pick_branches', 'switch_steps', 'rl_request', 'rl_run', 'branch_points', 'branch_run',
            'pure_rl_run', 'sequential', 'own_datasets', 'sequential_runs', 'branches_from_curves', 'fit_curves',
            'val_curves', 'correlation', 'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'sequential_claims',
-           'correlation_claim', 'memo', 'stronger', 'paradigm_run', 'paradigm_curves', 'paradigm_ceilings',
-           'expert_share', 'learning_diagnostics']
+           'correlation_claim', 'memo', 'stronger', 'bigger', 'paradigm_request', 'paradigm_run', 'job_request',
+           'paradigm_todo', 'panel_start', 'paradigm_curves', 'paradigm_ceilings', 'expert_share',
+           'learning_diagnostics']
 
 # %% ../nbs/15_experiments.ipynb #f84cbf94
 def preflight(prof:Profile):
@@ -49,26 +53,70 @@ def _ids(prof, *specs)->dict:
     "The identity (`config.identity`) of the profile's specs: what of the model and the data a run's id holds"
     return {k: v for name in specs for k, v in identity(spec(prof, name)).items()}
 
-def base_model(prof:Profile)->Path:
-    "The base model's folder: the profile's `model_path`, else the tiny model pre-trained once and cached in the registry"
-    if prof['model_path']: return models.base_model_path(prof, [], None)
+@dataclass
+class Request:
+    "One training run a figure asks for: its registry kind and config (whose hash names the folder), how to train it in this process, and the run file (`job`) from which `plasticity train <train_kind>` trains it anywhere else"
+    kind: str; config: dict; train: Callable; train_kind: str; job: dict
+    def folder(self, root, processes:int=1)->Path: return R.run_dir(root, self.kind, {**self.config, **({'processes': processes} if processes > 1 else {})})
+
+def _job(prof:Profile, **fields)->dict:
+    "A run file: the profile (name, settings file, the keys it sets beyond the file) and what to train (None values left out)"
+    o = profile_overrides(prof)
+    return {'profile': prof['name'], 'settings': prof['path'], **({'overrides': o} if o else {}), **{k: v for k, v in fields.items() if v is not None}}
+
+# %% ../nbs/15_experiments.ipynb #858086d8
+def obtain(prof:Profile, req:Request,
+           wait:bool=True  # False: return once submitted (a remote launcher), so that a figure's runs are queued together
+          )->R.Run:
+    "Run (or reuse) one requested training: in this process, or as a job of the profile's launcher (`launch.launcher`)"
+    L = launch.launcher(prof)
+    if L is None: return R.ensure(prof['runs'], req.kind, req.config, req.train)
+    return L.obtain(prof['runs'], req.kind, req.config, req.train_kind, req.job, wait=wait)
+
+def wait_for(prof:Profile, runs:list):
+    "Wait for runs obtained with `wait=False` (nothing to wait for in process: they are done)"
+    L = launch.launcher(prof)
+    if L is not None: L.wait(runs)
+
+def base_request(prof:Profile)->Request|None:
+    "Pre-training the tiny base model, as a request (None for a profile with a local `model_path`)"
+    if prof['model_path']: return None
     cfg = {'kind': 'base', **_ids(prof, 'model', 'world'), 'pretrain_steps': prof['pretrain_steps'], 'seed': prof['seed']}
-    run = R.open_run(prof['runs'], 'base', cfg)
-    with run.lock(wait=True):  # notebooks side by side may ask for it at once: one pre-trains, the other waits and reuses it
-        return models.base_model_path(prof, world(prof)['pretrain'], run.path/'model')
+    def train(run): models.base_model_path(prof, world(prof)['pretrain'], run.path/'model'); return {}
+    return Request('base', cfg, train, 'base', _job(prof))
+
+def base_path(prof:Profile)->Path:
+    "Where the base model is or will be (its pre-training run's `model` folder); trains nothing"
+    req = base_request(prof)
+    return Path(prof['model_path']) if req is None else req.folder(prof['runs'])/'model'
+
+def base_model(prof:Profile)->Path:
+    "The base model's folder: the profile's `model_path`, else the tiny model pre-trained once (a run of the registry)"
+    req = base_request(prof)
+    if req is None: return models.base_model_path(prof, [], None)
+    if R.process_count() > 1:  # the tiny base pre-trains in one process: a run of several processes reads it
+        path = req.folder(prof['runs'])/'model'
+        if not (path/'pretrain.json').exists(): raise FileNotFoundError(f"{path}: no pre-trained base model; run `plasticity train base` (one process) first")
+        return path
+    return obtain(prof, req).path/'model'
 
 # %% ../nbs/15_experiments.ipynb #d19954a8
-def sft_run(prof:Profile, dataset:str,
-            init:str|Path|None=None  # model folder to start from (None: the profile's base model)
-           )->R.Run:
-    "Run (or reuse) SFT on `dataset` ('full', 'uniform', 'easy', 'hard', 's1k', 'mix', ...)"
+def sft_request(prof:Profile, dataset:str,
+                init:str|Path|None=None  # model folder to start from (None: the profile's base model)
+               )->Request:
+    "SFT on `dataset` ('full', 'uniform', 'easy', 'hard', 's1k', 'mix', ...) as a request"
     w = world(prof)
     if dataset not in w: raise KeyError(f"data set {dataset!r} is not in the profile's world; known: {', '.join(k for k in w if k != 'benchmarks')}")
     s, ev = sft_spec(prof, dataset), sft.eval_kwargs(spec(prof, 'eval'), w['benchmarks'])
-    cfg = {'kind': 'sft', 'dataset': dataset, 'base': str(init or base_model(prof)), **_ids(prof, 'model', 'world'),
+    cfg = {'kind': 'sft', 'dataset': dataset, 'base': str(init or base_path(prof)), **_ids(prof, 'model', 'world'),
            'n_rows': len(w[dataset]), **identity(s), 'eval': ev}
-    return R.ensure(prof['runs'], 'sft', cfg, lambda run: sft.run_sft(cfg['base'], None, w[dataset], w['val'], run.path, s,
-                                                                  benchmarks=w['benchmarks'], eval_kw=ev))
+    train = lambda run: sft.run_sft(cfg['base'], None, w[dataset], w['val'], run.path, s, benchmarks=w['benchmarks'], eval_kw=ev)
+    return Request('sft', cfg, train, 'sft', _job(prof, data=dataset, init=None if init is None else str(init)))
+
+def sft_run(prof:Profile, dataset:str, init:str|Path|None=None, wait:bool=True)->R.Run:
+    "Run (or reuse) SFT on `dataset` from `init` (None: the base model, pre-trained first when missing)"
+    if init is None: base_model(prof)
+    return obtain(prof, sft_request(prof, dataset, init), wait)
 
 def sft_records(run:R.Run)->list[dict]:
     "The SFT run's evaluation records (step, exaflops, val_loss, scores), in step order"
@@ -94,11 +142,17 @@ def pick_branches(recs:list[dict],  # SFT records with val_loss
     cand = list(dict.fromkeys([first_stable, *late_adaptive, steps[-1], best, *steps[::max(1, len(steps) // (n + 1))]]))
     return sorted(cand[:n])
 
+# %% ../nbs/15_experiments.ipynb #8b351dec
+def switch_steps(recs:list[dict])->list[int]:
+    "Table 6's switch points: 0, the first Adaptive checkpoint and the first Stable one (those that exist)"
+    reg = {s: g for s, g in zip([r['step'] for r in recs if r.get('val_loss') is not None], sft_regimes(recs)) if s > 0}
+    return [0] + [s for s, g in reg.items() if g == 'adaptive'][:1] + [s for s, g in reg.items() if g == 'stable'][:1]
+
 # %% ../nbs/15_experiments.ipynb #584d90bc
-def rl_run(prof:Profile, init:str|Path,  # model folder to start from: an SFT checkpoint or the base
-           origin:dict,  # what `init` is, for the run's identity: e.g. dict(sft_run=..., branch_step=...)
-           algo:str='dapo', seed:int|None=None, prompts:str='rl', **overrides)->R.Run:
-    "Run (or reuse) one RL run (DAPO / GRPO) from `init` on the profile's RL prompts"
+def rl_request(prof:Profile, init:str|Path,  # model folder to start from: an SFT checkpoint or the base
+               origin:dict,  # what `init` is, for the run's identity: e.g. dict(sft_run=..., branch_step=...)
+               algo:str='dapo', seed:int|None=None, prompts:str='rl', **overrides)->Request:
+    "One RL run (DAPO / GRPO) from `init` on the profile's RL prompts, as a request"
     w = world(prof)
     fields = spec_fields('rl')
     s = spec(prof, 'rl', **{**{k: v for k, v in overrides.items() if k in fields}, **({} if seed is None else {'seed': seed})})
@@ -106,8 +160,12 @@ def rl_run(prof:Profile, init:str|Path,  # model folder to start from: an SFT ch
     ev = {'eval_samples': sft.eval_kwargs(spec(prof, 'eval'), w['benchmarks'])['samples']} if w['benchmarks'] else {}
     cfg = {'kind': 'rl', 'algo': algo, 'init': str(init), 'origin': origin, 'prompts': prompts, 'n_prompts': len(w[prompts]),
            **_ids(prof, 'world'), **identity(s), **ev, **extra}
-    return R.ensure(prof['runs'], 'rl', cfg, lambda run: rl.run_rl(str(init), w[prompts], run.path, s, algo=algo,
-                                                                 benchmarks=w['benchmarks'], **ev, **extra))
+    train = lambda run: rl.run_rl(str(init), w[prompts], run.path, s, algo=algo, benchmarks=w['benchmarks'], **ev, **extra)
+    return Request('rl', cfg, train, 'rl', _job(prof, data=prompts, init=str(init), origin=origin, method=algo, seed=seed, options=overrides or None))
+
+def rl_run(prof:Profile, init:str|Path, origin:dict, algo:str='dapo', seed:int|None=None, prompts:str='rl', wait:bool=True, **overrides)->R.Run:
+    "Run (or reuse) one RL run (`rl_request`)"
+    return obtain(prof, rl_request(prof, init, origin, algo, seed, prompts, **overrides), wait)
 
 # %% ../nbs/15_experiments.ipynb #94eca6d0
 def _rl_curve(run:R.Run, dataset, paradigm, branch_step, sft_exaflops, seed)->pd.DataFrame:
@@ -129,30 +187,28 @@ def branch_points(prof:Profile, dataset:str,
                               regime=reg.get(s), score=at[s]['scores'].get('overall'), checkpoint=str(ckpts[s])) for s in steps])
 
 # %% ../nbs/15_experiments.ipynb #ec85b2a0
-def branch_run(prof:Profile, bp, algo:str='dapo', seed:int|None=None)->R.Run:
+def branch_run(prof:Profile, bp, algo:str='dapo', seed:int|None=None, wait:bool=True)->R.Run:
     "The RL run (made or reused) from one branch point (a row of `branch_points`)"
-    return rl_run(prof, bp.checkpoint, dict(sft_run=bp.sft_run, branch_step=int(bp.step)), algo=algo, seed=seed)
+    return rl_run(prof, bp.checkpoint, dict(sft_run=bp.sft_run, branch_step=int(bp.step)), algo=algo, seed=seed, wait=wait)
 
-def pure_rl_run(prof:Profile, algo:str='dapo', seed:int|None=None)->R.Run:
+def pure_rl_run(prof:Profile, algo:str='dapo', seed:int|None=None, wait:bool=True)->R.Run:
     "Pure-RL: the RL run (made or reused) from the base model"
-    return rl_run(prof, base_model(prof), dict(base=True), algo=algo, seed=seed)
+    return rl_run(prof, base_model(prof), dict(base=True), algo=algo, seed=seed, wait=wait)
 
 def sequential(prof:Profile, dataset:str,
                branches:list[int]|int=3,  # SFT steps to branch from, or how many to pick across the regimes
                pure_rl:bool=True,  # also RL from the base model
                algo:str='dapo', seeds=(None,))->pd.DataFrame:
     "SFT on `dataset`, then RL from chosen checkpoints (and from the base): the tidy curve table of all of it"
+    pure = [pure_rl_run(prof, algo, seed, wait=False) for seed in seeds] if pure_rl else []  # needs only the base: queued beside the SFT run
     bps = branch_points(prof, dataset, branches)
     srun = sft_run(prof, dataset)
+    branch = [(bp, seed, branch_run(prof, bp, algo, seed, wait=False)) for bp in bps.itertuples() for seed in seeds]  # queued together
+    wait_for(prof, pure + [r for *_, r in branch])
+    seed_of = lambda seed: prof['seed'] if seed is None else seed
     parts = [sft.sft_curve_rows(sft_records(srun), srun.name, dataset, prof['seed'])]
-    for bp in bps.itertuples():
-        for seed in seeds:
-            run = branch_run(prof, bp, algo, seed)
-            parts.append(_rl_curve(run, dataset, 'sft_then_rl', int(bp.step), bp.exaflops, prof['seed'] if seed is None else seed))
-    if pure_rl:
-        for seed in seeds:
-            run = pure_rl_run(prof, algo, seed)
-            parts.append(_rl_curve(run, dataset, 'pure_rl', 0, 0.0, prof['seed'] if seed is None else seed))
+    parts += [_rl_curve(run, dataset, 'sft_then_rl', int(bp.step), bp.exaflops, seed_of(seed)) for bp, seed, run in branch]
+    parts += [_rl_curve(run, dataset, 'pure_rl', 0, 0.0, seed_of(seed)) for seed, run in zip(seeds, pure)]
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
 
 # %% ../nbs/15_experiments.ipynb #b5c3d7aa
@@ -366,43 +422,71 @@ def stronger(prof:Profile, factor:float=3.0)->Profile:
     "The profile with a base pre-trained `factor` times longer (the analogue of a math-specialised base)"
     return Profile({**prof, 'pretrain_steps': int(prof['pretrain_steps'] * factor)})
 
-def paradigm_run(prof:Profile, paradigm:str, init, origin:dict, seed:int, train_set:str='mix')->R.Run:
-    "Run (or reuse) one paradigm from `init` on `train_set` (expert rows with prompt, completion, answer)"
+def bigger(prof:Profile, scale:float=1.5, epochs:float|None=None)->Profile:
+    "The profile with a model `scale` times wider and deeper (Table 6's larger model), trained `epochs` SFT epochs (None: the profile's)"
+    heads = prof['n_heads']; hidden = int(round(prof['hidden'] * float(scale) / heads)) * heads
+    return Profile({**prof, 'hidden': hidden, 'n_layers': int(round(prof['n_layers'] * float(scale))), 'ffn': 4 * hidden,
+                    **({'sft_epochs': float(epochs)} if epochs else {})})
+
+def paradigm_request(prof:Profile, paradigm:str, init, origin:dict, seed:int, train_set:str='mix')->Request:
+    "One paradigm from `init` on `train_set` (expert rows with prompt, completion, answer), as a request"
     from plasticity_nb import syn
     w = world(prof)
-    if paradigm == 'sft': return sft_run(prof, train_set, init=init)
+    if paradigm == 'sft': return sft_request(prof, train_set, init=init)
     if paradigm in ('grpo', 'dapo_d'):
-        return rl_run(prof, init, origin, algo=paradigm[:4], seed=seed, prompts=train_set, **({'variant': 'd'} if paradigm == 'dapo_d' else {}))
+        return rl_request(prof, init, origin, algo=paradigm[:4], seed=seed, prompts=train_set, **({'variant': 'd'} if paradigm == 'dapo_d' else {}))
     if paradigm not in syn.METHODS: raise ValueError(f"paradigm {paradigm!r}; accepted: {', '.join(PARADIGMS)}")
     kw = syn.syn_settings(prof, paradigm, w['benchmarks'], seed=seed)
     cfg = {'kind': paradigm, 'init': str(init), 'origin': origin, 'prompts': train_set, 'n_prompts': len(w[train_set]),
            **_ids(prof, 'world'), **{k: v for k, v in kw.items() if k != 'benchmarks'}}
-    return R.ensure(prof['runs'], paradigm, cfg, lambda run: syn.run_syn(paradigm, str(init), w[train_set], run.path, resume=True, **kw))
+    train = lambda run: syn.run_syn(paradigm, str(init), w[train_set], run.path, resume=True, **kw)
+    return Request(paradigm, cfg, train, 'syn', _job(prof, data=train_set, init=str(init), origin=origin, method=paradigm, seed=seed))
+
+def paradigm_run(prof:Profile, paradigm:str, init, origin:dict, seed:int, train_set:str='mix', wait:bool=True)->R.Run:
+    "Run (or reuse) one paradigm (`paradigm_request`)"
+    return obtain(prof, paradigm_request(prof, paradigm, init, origin, seed, train_set), wait)
+
+# %% ../nbs/15_experiments.ipynb #6bd648bd
+def job_request(prof:Profile, train_kind:str,  # 'base', 'sft', 'rl' or 'syn' (`plasticity train KIND`)
+                job:dict  # a run file's keys: data, init, origin, method, seed, options
+               )->Request:
+    "The request a run file describes; without `init` a run starts from the base model (pre-trained first when missing)"
+    if train_kind == 'base':
+        if prof['model_path']: raise ValueError(f"profile {prof['name']!r} has model_path = {prof['model_path']}: no base model to pre-train")
+        return base_request(prof)
+    init = job.get('init') or base_model(prof)
+    origin = job.get('origin') or dict(init=str(init))
+    if train_kind == 'sft': return sft_request(prof, job['data'], job.get('init'))
+    if train_kind == 'rl': return rl_request(prof, init, origin, job.get('method', 'dapo'), job.get('seed'), job['data'], **job.get('options', {}))
+    return paradigm_request(prof, job['method'], init, origin, job.get('seed', prof['seed']), job['data'])
 
 # %% ../nbs/15_experiments.ipynb #2d351451
+def paradigm_todo(paradigms, seeds, seeded=None)->list[tuple]:
+    "(paradigm, seed) pairs of a panel: every seed for the `seeded` paradigms (None: all), the first for the others and for SFT"
+    return [(par, seed) for par in paradigms for seed in (seeds if par != 'sft' and (seeded is None or par in seeded) else seeds[:1])]
+
+def panel_start(prof:Profile, panel:str, train:bool=True)->tuple:
+    "(init, origin, branch step, SFT exaFLOPs) of a Fig 2 panel: the base, the stronger base, or the last checkpoint of SFT on `full`; train=False names the base without training it"
+    if panel == 'saturated':
+        srun = sft_run(prof, 'full'); ck = sft.checkpoints(srun.path); step = max(ck)
+        return ck[step], dict(sft_run=srun.name, branch_step=step), step, next(r['exaflops'] for r in sft_records(srun) if r['step'] == step)
+    if panel in ('base', 'strong'):
+        p = stronger(prof) if panel == 'strong' else prof
+        return base_model(p) if train else base_path(p), dict(base=True, pretrain_steps=p['pretrain_steps']), 0, 0.0
+    raise ValueError(f"panel {panel!r}; accepted: base, saturated, strong")
+
 def paradigm_curves(prof:Profile, panel:str='base',  # 'base', 'saturated' or 'strong'
                     paradigms=PARADIGMS, seeds=(0, 1, 2), train_set:str='mix',
                     seeded=None  # the paradigms trained with every seed (their spread is a claim); the others with the first (None: all)
                    )->pd.DataFrame:
     "The tidy curves of every paradigm and seed from one starting point; `dataset` holds the panel"
-    if panel == 'saturated':
-        srun = sft_run(prof, 'full'); ck = sft.checkpoints(srun.path); step = max(ck)
-        init, origin, bstep = ck[step], dict(sft_run=srun.name, branch_step=step), step
-        x0 = next(r['exaflops'] for r in sft_records(srun) if r['step'] == step)
-    elif panel in ('base', 'strong'):
-        p = stronger(prof) if panel == 'strong' else prof
-        init, origin, bstep, x0 = base_model(p), dict(base=True, pretrain_steps=p['pretrain_steps']), 0, 0.0
-    else: raise ValueError(f"panel {panel!r}; accepted: base, saturated, strong")
-    parts = []
-    for par in paradigms:
-        for seed in (seeds if par != 'sft' and (seeded is None or par in seeded) else seeds[:1]):
-            run = paradigm_run(prof, par, init, origin, seed, train_set)
-            if par == 'sft':
-                d = sft.sft_curve_rows(sft_records(run), run.name, panel, seed).assign(paradigm='sft')
-            else:
-                d = _rl_curve(run, panel, par, bstep, x0, seed)
-            parts.append(d)
-    return pd.concat(parts, ignore_index=True)
+    if panel not in ('base', 'strong', 'saturated'): raise ValueError(f"panel {panel!r}; accepted: base, saturated, strong")
+    init, origin, bstep, x0 = panel_start(prof, panel)
+    todo = paradigm_todo(paradigms, seeds, seeded)
+    made = [paradigm_run(prof, par, init, origin, seed, train_set, wait=False) for par, seed in todo]  # queued together
+    wait_for(prof, made)
+    return pd.concat([sft.sft_curve_rows(sft_records(run), run.name, panel, seed).assign(paradigm='sft') if par == 'sft'
+                      else _rl_curve(run, panel, par, bstep, x0, seed) for (par, seed), run in zip(todo, made)], ignore_index=True)
 
 # %% ../nbs/15_experiments.ipynb #1b556875
 def paradigm_ceilings(df:pd.DataFrame)->pd.DataFrame:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['EXA', 'QWEN25_7B', 'SFT_SCENES', 'ModelDims', 'dense_flops_per_token', 'flops_per_token', 'sft_step_flops',
-           'grpo_step_flops', 'dapo_step_flops', 'luffy_step_flops', 'upt_step_flops', 'sft_compute_curve']
+__all__ = ['EXA', 'QWEN25_7B', 'KNOWN_DIMS', 'SFT_SCENES', 'ModelDims', 'dense_flops_per_token', 'flops_per_token',
+           'sft_step_flops', 'grpo_step_flops', 'dapo_step_flops', 'luffy_step_flops', 'upt_step_flops',
+           'sft_compute_curve']
 
 # %% ../nbs/05_flops.ipynb #e8fc491f
 EXA = 1e18  # FLOPs in one exaFLOP, the unit of every compute axis in the paper
@@ -45,6 +46,9 @@ class ModelDims:
 
 # %% ../nbs/05_flops.ipynb #9ee48fd5
 QWEN25_7B = ModelDims(n_layers=28, hidden=3584, ffn=18944, n_heads=28, n_kv_heads=4, vocab=152064)
+# the shapes of the paper's models by their folder names (their config.json), so that a plan can be priced before the download
+KNOWN_DIMS = {'Qwen2.5-7B': QWEN25_7B, 'Llama-3.2-3B': ModelDims(n_layers=28, hidden=3072, ffn=8192, n_heads=24, n_kv_heads=8, vocab=128256),
+              'Qwen2.5-0.5B': ModelDims(n_layers=24, hidden=896, ffn=4864, n_heads=14, n_kv_heads=2, vocab=151936)}
 
 # %% ../nbs/05_flops.ipynb #17a6efe1
 def dense_flops_per_token(dims:ModelDims)->int:

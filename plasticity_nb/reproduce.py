@@ -183,7 +183,7 @@ def figures_dir(prof:Profile)->Path:
 
 @dataclass
 class Outcome:
-    name: str; status: str; seconds: float = 0.0; reason: str = ''  # status: ran, failed, skipped, interrupted, cancelled
+    name: str; status: str; seconds: float = 0.0; reason: str = ''  # status: ran, failed, skipped, pending, interrupted, cancelled
 
 # %% ../nbs/30_reproduce.ipynb #9d84b9e1
 def run_figure(fig:Figure, prof:Profile, out:Path, params:dict|None=None,
@@ -211,6 +211,9 @@ def run_figure(fig:Figure, prof:Profile, out:Path, params:dict|None=None,
     except Exception as e:
         if stopped(): return Outcome(fig.name, 'interrupted', time.time()-t0, 'stopped by the interrupt; outputs of an earlier run kept')
         for p in figure_outputs(out, fig.name): p.unlink(missing_ok=True)  # an earlier run's files would pass for this one's
+        if getattr(e, 'ename', '') == 'RunsPending':  # a detached batch: its runs are submitted, the figure waits for a rerun
+            failed.unlink(missing_ok=True)
+            return Outcome(fig.name, 'pending', time.time()-t0, str(getattr(e, 'evalue', e))[:300])
         msg = str(e).strip().splitlines()
         last = next((l for l in reversed(msg) if l.strip() and not set(l.strip()) <= set('-')), repr(e))
         return Outcome(fig.name, 'failed', time.time()-t0, f'{last[:300]} (see {failed.name})' if failed.exists() else last[:300])
@@ -292,9 +295,28 @@ def _remove_parts(out:Path, figs):
 
 # %% ../nbs/30_reproduce.ipynb #f52558d8
 def run_batch(profile:str|None=None, only=None, out_dir=None, settings=None, params:dict|None=None,
-              jobs:int=1  # notebooks run at once; each gets cpu_count // jobs threads (runs they share are made once)
+              jobs:int=1,  # notebooks run at once; each gets cpu_count // jobs threads (runs they share are made once)
+              launcher:str|None=None,  # where missing runs train: inprocess, accelerate or slurm (None: the profile's `launcher`)
+              detach:bool=False  # submit what can be submitted and return; figures still waiting for runs are 'pending'
              )->list[Outcome]:
     "Run the figure notebooks of `profile` with papermill; print a summary; write REPORT.md"
+    with _launch_env(launcher, detach): return _run_batch(profile, only, out_dir, settings, params, jobs)
+
+@contextlib.contextmanager
+def _launch_env(launcher, detach):
+    "Tell the batch's kernels the launcher and whether to wait ($PLASTICITY_LAUNCHER, $PLASTICITY_DETACH), then restore"
+    from plasticity_nb.launch import LAUNCH_ENV, DETACH_ENV, LAUNCHERS
+    if launcher is not None and launcher not in LAUNCHERS: raise SettingsError(f"launcher {launcher!r}; accepted: {', '.join(LAUNCHERS)}")
+    old = {k: os.environ.get(k) for k in (LAUNCH_ENV, DETACH_ENV)}
+    if launcher: os.environ[LAUNCH_ENV] = launcher
+    if detach: os.environ[DETACH_ENV] = '1'
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+def _run_batch(profile, only, out_dir, settings, params, jobs)->list[Outcome]:
     from tqdm.auto import tqdm
     figs = select_figures(only)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -326,13 +348,16 @@ def run_batch(profile:str|None=None, only=None, out_dir=None, settings=None, par
             outcomes = [outcomes[f.name] for f in figs]
             rep = write_report(out, outcomes, prof, interrupted=str(e) or 'SIGINT')
             n = {s: sum(o.status == s for o in outcomes) for s in ('interrupted', 'cancelled')}
+            remote = os.environ.get('PLASTICITY_LAUNCHER', prof['launcher']) != 'inprocess'
             raise BatchInterrupted(f"interrupted by {str(e) or 'SIGINT'}: {n['interrupted']} notebook(s) stopped, "
-                                   f"{n['cancelled']} not started; report: {rep}") from None
+                                   f"{n['cancelled']} not started; report: {rep}"
+                                   + ('; submitted jobs keep running: the same command again attaches to them' if remote else '')) from None
     ex.shutdown(wait=True)
     for f in futs: f.result()  # an error of the batch itself (not of a notebook) surfaces here
     bar.close()
     outcomes = [outcomes[f.name] for f in figs]
     rep = write_report(out, outcomes, prof)
-    n = {s: sum(o.status == s for o in outcomes) for s in ('ran', 'failed', 'skipped')}
-    print(f"{n['ran']} ran, {n['failed']} failed, {n['skipped']} skipped -> {out} (report: {rep})")
+    n = {s: sum(o.status == s for o in outcomes) for s in ('ran', 'failed', 'skipped', 'pending')}
+    print(f"{n['ran']} ran, {n['failed']} failed, {n['skipped']} skipped" + (f", {n['pending']} pending (their runs are submitted: "
+          "run the same command again later)" if n['pending'] else '') + f" -> {out} (report: {rep})")
     return outcomes

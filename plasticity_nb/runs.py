@@ -308,10 +308,12 @@ def run_dir(root, kind:str, config:dict)->Path:
 # %% ../nbs/13_runs.ipynb #75fda9ec
 def open_run(root,  # the registry folder (profile key `runs`)
              kind:str,  # what the run is: 'sft', 'rl', 'luffy', ...
-             config:dict  # the resolved configuration; its hash names the folder
+             config:dict,  # the resolved configuration; its hash names the folder
+             processes:int|None=None  # the processes that train it (None: this launch's); a launcher asks for its jobs' folder
             )->Run:
     "The run folder of `config` under `root`, created with its config.json when new; several processes make another run"
-    if process_count() > 1: config = {**config, 'processes': process_count()}  # the batch is per process (single-process ids unchanged)
+    n = processes or process_count()
+    if n > 1: config = {**config, 'processes': n}  # the batch is per process (single-process ids unchanged)
     run = Run(run_dir(root, kind, config))
     p, canon = run.path/'config.json', canonical_json(config)
     if p.exists():
