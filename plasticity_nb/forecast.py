@@ -5,7 +5,7 @@
 # %% ../nbs/25_forecast.ipynb #b187dac9
 from __future__ import annotations
 import argparse, csv, json, math, sys
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np, pandas as pd
 from scipy.special import expit, stdtr
@@ -16,8 +16,8 @@ __all__ = ['GRID', 'GRID_SD', 'NU_SHAPE', 'NU_NOISE', 'SHAPE_FLOOR', 'A_FLOOR', 
            'CURVE_FILE_COLUMNS', 'ACCEPTED_FILES', 'OUT_FIELDS', 'Prior', 'default_prior', 'whiten', 'shape_grid',
            'grid_posterior', 'mixture_quantiles', 'weighted_median', 'Forecast', 'forecast_branch', 'shape_row',
            'group_prior', 'pooled_prior', 'kit_fit', 'branch_shapes', 'prior_for', 'prefix', 'forecast_branches',
-           'backtest', 'backtest_summary', 'cache_branches', 'read_curves', 'branches_of', 'records', 'fit_rows',
-           'plot_branches', 'fit_main', 'forecast_main']
+           'backtest', 'backtest_summary', 'forecast_curves', 'cache_branches', 'read_curves', 'branches_of', 'records',
+           'fit_rows', 'plot_branches', 'fit_main', 'forecast_main']
 
 # %% ../nbs/25_forecast.ipynb #92ca428c
 GRID = (32, 64)  # grid points in log B and in log C_mid
@@ -247,6 +247,28 @@ def backtest_summary(df:pd.DataFrame)->dict:
     return dict(branches=len(df), median_abs_error=float(e.median()), within_1=int((e <= 1).sum()),
                 cover68=float(df['in68'].mean()), cover95=float(df['in95'].mean()))
 
+# %% ../nbs/25_forecast.ipynb #2bc0e174
+def forecast_curves(branches:list,  # `branches_of` a curve file: every branch seen part of the way
+                    fits:list,  # `kit_fit` of each branch's curve so far
+                    refine:int|None=None  # rounds of re-pooling the shapes from the forecasts (None: 1 without groups, 0 with)
+                   )->list[Forecast]:
+    "Forecast every branch of one curve file, C_mid pooled relative to the compute each branch has seen"
+    seen = {b['branch']: math.log(float(np.max(b['x']))) for b in branches}
+    shapes = branch_shapes(branches, fits)
+    shapes = shapes.assign(v=shapes['v'] - shapes['branch'].map(seen))
+    noise = shapes.set_index('branch')[['noise_var', 'rho']]
+    if refine is None: refine = 0 if any(b.get('group') for b in branches) else 1
+    for _ in range(refine + 1):
+        out = []
+        for b in branches:
+            pr = prior_for(shapes, b['branch'], b.get('group', ''), (b['x'], b['gain'], b['p_sft']))
+            if pr.n_branches: pr = replace(pr, mu=pr.mu + np.array([0.0, seen[b['branch']]]))  # back to this branch's compute
+            out.append(forecast_branch(b['x'], b['gain'], b['p_sft'], pr, branch=b['branch']))
+        shapes = pd.DataFrame([dict(branch=f.branch, group=b.get('group', ''), u=math.log(f.b), v=math.log(f.c_mid) - seen[f.branch], a_post=f.a_post,
+                                    noise_var=noise['noise_var'].get(f.branch, np.nan), rho=noise['rho'].get(f.branch, np.nan))
+                               for b, f in zip(branches, out)], columns=SHAPE_COLUMNS)
+    return out
+
 # %% ../nbs/25_forecast.ipynb #f75f7a90
 def cache_branches(cache, settings=None)->tuple[list, list]:
     "The authors' released branches as curve dicts (branch 'scene/ckptN', group = scene) and their full-curve fits (released settings, else selected)"
@@ -406,7 +428,7 @@ def forecast_main(argv=None)->int:
     else:
         bs = branches_of(read_curves(a.curves), a.curves); fits = [kit_fit(b['x'], b['gain']) for b in bs]
     shapes = branch_shapes(bs, fits)
-    if a.upto is None: rows, fields = [asdict(f) for f in forecast_branches(bs, shapes)], OUT_FIELDS
+    if a.upto is None: rows, fields = [asdict(f) for f in (forecast_branches(bs, shapes) if a.cache else forecast_curves(bs, fits))], OUT_FIELDS
     else:
         df = backtest(bs, shapes, [b['p_sft'] + f.pl for b, f in zip(bs, fits)], a.upto)
         rows, fields = df.to_dict('records'), OUT_FIELDS + ['a_post_full', 'error', 'in68', 'in95']

@@ -1,10 +1,10 @@
 "Forecasting A_post from partial curves (plasticity_nb.forecast): the curve-file contract, interval calibration, the backtest, the commands"
-import json, math, subprocess, sys
+import csv, json, math, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from plasticity_nb.fit import sigmoid_gain
 from plasticity_nb.forecast import (Prior, NU_NOISE, NU_SHAPE, GRID_SD, forecast_branch, read_curves, branches_of, cache_branches,
-                                    branch_shapes, backtest, backtest_summary, fit_main, forecast_main, OUT_FIELDS)
+                                    branch_shapes, backtest, backtest_summary, fit_main, forecast_main, prefix, OUT_FIELDS)
 from plasticity_nb.cli import main as cli_main
 
 FIELDS = ['branch', 'p_sft', 'pl_rl', 'a_post', 'a_post_lo68', 'a_post_hi68', 'a_post_lo95', 'a_post_hi95']
@@ -146,3 +146,30 @@ def test_backtest_on_the_released_branches(retu_dir):
     far = shapes.copy(); far.loc[far['branch'] == bs[0]['branch'], ['u', 'v', 'a_post']] = [3.0, 9.0, 200.0]
     a, b = backtest(bs[:1], shapes, targets[:1], 0.5), backtest(bs[:1], far, targets[:1], 0.5)
     assert a['a_post'].iloc[0] == b['a_post'].iloc[0]
+
+
+def _half_file(path, bs, grouped):
+    "The first half of each released branch as a user's curve file: branch, x, score (and the data set as group)"
+    with open(path, 'w', newline='') as fh:
+        w = csv.writer(fh); w.writerow(['branch', 'x', 'score'] + (['group'] if grouped else []))
+        for b in bs:
+            h = prefix(b, 0.5)
+            for x, g in zip(h['x'], h['gain']): w.writerow([b['branch'], x, b['p_sft'] + g] + ([b['group']] if grouped else []))
+    return path
+
+
+def test_forecast_of_a_plain_curve_file_from_half_of_each_released_branch(retu_dir, tmp_path, capsys):
+    bs, fits = cache_branches(retu_dir/'cache', retu_dir/'fit_settings.json')
+    truth = {b['branch']: b['p_sft'] + f.pl for b, f in zip(bs, fits)}  # the authors' full-curve ceilings
+    got = {}
+    for grouped in (False, True):
+        assert forecast_main([str(_half_file(tmp_path/f'half{grouped}.csv', bs, grouped)), '--json']) == 0
+        rows = json.loads(capsys.readouterr().out)
+        e = np.array([abs(r['a_post'] - truth[r['branch']]) for r in rows])
+        in68 = np.array([r['a_post_lo68'] <= truth[r['branch']] <= r['a_post_hi68'] for r in rows])
+        got[grouped] = (len(rows), float(np.median(e)), float(in68.mean()), int(((e > 4) & ~in68).sum()))
+    # measured 2026-12-04: plain 0.62 points, 68% covers 64%, no miss over 4 (it was 0.85 with misses to 4.5);
+    # with the data set as group 0.78, 58% (it was 0.83, a miss of 13.9)
+    n, med, cov, bad = got[False]
+    assert n == 33 and med <= 0.7 and 0.55 <= cov <= 0.85 and bad == 0, got
+    assert got[True][1] <= 0.85 and got[True][3] == 0, got

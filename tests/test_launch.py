@@ -9,7 +9,7 @@ import pytest
 
 
 def test_accelerate_two_cpu_processes(tmp_path):
-    s = smoke_settings(tmp_path, launch_gpus=2, rl_steps=3)
+    s = smoke_settings(tmp_path, launch_gpus=2, rl_steps=3, pretrain_steps=10, sft_epochs=0.5, sft_ckpt_every=3)  # small: two processes of everything
     outs = RP.run_batch('smoke', only='fig3', settings=str(s), params=PARAMS, launcher='accelerate')
     assert [o.status for o in outs] == ['ran'], outs
     runs = trained(tmp_path)
