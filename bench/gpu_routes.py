@@ -23,7 +23,7 @@ def _device():
 
 def smoke(a):
     from plasticity_nb.config import load_profile, set_offline
-    from plasticity_nb import experiments as E, runs as R
+    from plasticity_nb import experiments as E, analysis as A, runs as R
     set_offline()
     work = Path(a.work or tempfile.mkdtemp(prefix='smoke_'))
     prof = load_profile('smoke', path=ROOT/'settings.ini', runs=str(work/'runs'), outputs=str(work/'outputs'),
@@ -33,7 +33,7 @@ def smoke(a):
     try:
         curves = E.sequential(prof, 'full', branches=1, pure_rl=True)
         res['stages']['sequential_s'] = round(time.time() - t0, 1)
-        fits = E.fit_curves(curves)
+        fits = A.fit_curves(curves)
         res['fits'] = fits[['dataset', 'paradigm', 'ckpt', 'p_sft', 'a_post', 'pl_rl']].round(2).to_dict('records')
         res['curve_rows'] = len(curves)
         for run in R.find_runs(work/'runs'):

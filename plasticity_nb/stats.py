@@ -130,7 +130,7 @@ def _best_of(t, panel, pars)->tuple[str, float, float]:
     return max(got, key=lambda g: g[1]) if got else ('none', float('nan'), float('nan'))
 
 # %% ../nbs/08_stats.ipynb #6e7397eb
-def paradigm_claims(ceil:pd.DataFrame,  # `experiments.paradigm_ceilings`: dataset (the panel), paradigm, a_post, spread, seeds
+def paradigm_claims(ceil:pd.DataFrame,  # `analysis.paradigm_ceilings`: dataset (the panel), paradigm, a_post, spread, seeds
                     sequential:tuple|None=None  # (label, A_post, SE) of SFT-then-RL to compare with (None: DAPO_d from the saturated panel)
                    )->list[dict]:
     "REPORT rows of Figs 2 and 6: each paradigm's A_post with its SE, then every claim of the paper these panels can test"

@@ -1,7 +1,7 @@
 "REPORT claims of the sequential figures go through `stats.verdict`: constructed effects just below, at and above twice their SE."
 import numpy as np, pandas as pd
 import pytest
-from plasticity_nb import experiments as E
+from plasticity_nb import analysis as A
 from plasticity_nb.stats import verdict
 
 
@@ -29,24 +29,24 @@ def claim(rows, start):
 @pytest.mark.parametrize('a_post, expected', [(59.99, 'partly'), (60.0, 'partly'), (60.01, 'reproduced'), (49.0, 'not reproduced')])
 def test_beats_pure_sft_at_the_two_se_line(a_post, expected):
     # effect = best A_post - best SFT score (50); combined SE = sqrt(3^2 + 4^2) = 5: the line is at 60
-    rows = E.sequential_claims(curves(sft_se=4.0), fits(stable=(a_post, 3.0)))
+    rows = A.sequential_claims(curves(sft_se=4.0), fits(stable=(a_post, 3.0)))
     r = claim(rows, 'claim: SFT-then-RL beats Pure-SFT')
     assert r['verdict'] == expected, r
     assert r['effect'] == f"{a_post - 50:+.1f} +/- 5.0"
 
 
 def test_stable_vs_adaptive_has_both_regimes_and_a_real_verdict():
-    rows = E.sequential_claims(curves(), fits(stable=(56.0, 1.0), adaptive=(48.0, 1.0)))
+    rows = A.sequential_claims(curves(), fits(stable=(56.0, 1.0), adaptive=(48.0, 1.0)))
     r = claim(rows, 'claim: switching in the Stable regime')
     assert r['ours'] == 'full 56.0 vs 48.0' and r['verdict'] == 'reproduced'
-    r = claim(E.sequential_claims(curves(), fits(stable=(56.0, 3.0), adaptive=(52.0, 3.0))), 'claim: switching in the Stable regime')
+    r = claim(A.sequential_claims(curves(), fits(stable=(56.0, 3.0), adaptive=(52.0, 3.0))), 'claim: switching in the Stable regime')
     assert r['verdict'] == 'partly'  # 4 points, SE 4.2
-    r = claim(E.sequential_claims(curves(), fits(stable=(50.0, 1.0), adaptive=(52.0, 1.0))), 'claim: switching in the Stable regime')
+    r = claim(A.sequential_claims(curves(), fits(stable=(50.0, 1.0), adaptive=(52.0, 1.0))), 'claim: switching in the Stable regime')
     assert r['verdict'] == 'not reproduced'
 
 
 def test_unknown_se_never_reproduces():
-    r = claim(E.sequential_claims(curves(), fits(stable=(70.0, np.nan))), 'claim: SFT-then-RL beats Pure-RL')
+    r = claim(A.sequential_claims(curves(), fits(stable=(70.0, np.nan))), 'claim: SFT-then-RL beats Pure-RL')
     assert r['verdict'] == 'partly' and 'SE unknown' in r['effect']
     assert verdict(70.0 - 10.0, float('nan')) == 'partly'
 
@@ -58,14 +58,14 @@ def test_per_dataset_rows_and_s1k_lowest():
     c = pd.concat([curves(), s1k], ignore_index=True)
     f = pd.concat([fits(stable=(56.0, 1.0), adaptive=(48.0, 1.0)), fits(stable=(33.0, 1.0), adaptive=(31.0, 1.0)).assign(dataset='s1k')
                    .query("paradigm != 'pure_rl'")], ignore_index=True)
-    rows = E.sequential_claims(c, f)
+    rows = A.sequential_claims(c, f)
     r = claim(rows, 'claim (s1k): SFT-then-RL beats Pure-SFT')
     assert r['ours'] == '33.0 vs 30.0' and r['effect'] == '+3.0 +/- 1.4' and r['verdict'] == 'reproduced'  # SEs 1 and 1
     assert claim(rows, 'claim (full): RL after SFT adds plasticity')['effect'] == '+6.0 +/- 1.1'  # PL_rl 56 - 50; SE sqrt(1 + 0.25)
     assert claim(rows, 'claim (s1k): switching in the Stable regime')['verdict'] == 'partly'  # 2 points, SE 1.41
     r = claim(rows, 'claim: S1K (the smallest set) gives the lowest ceiling')
     assert r['ours'] == 'full 56.0 (lowest of the larger sets) vs s1k 33.0' and r['effect'] == '+23.0 +/- 1.4' and r['verdict'] == 'reproduced'
-    assert not [r for r in E.sequential_claims(curves(), fits()) if r['quantity'].startswith('claim (')]  # one data set: no per-set rows
+    assert not [r for r in A.sequential_claims(curves(), fits()) if r['quantity'].startswith('claim (')]  # one data set: no per-set rows
 
 
 # ------------------------------------------------------------------ the other own-run figures: stats' claim builders
@@ -157,7 +157,7 @@ def test_published_numbers_live_in_paper_only():
     for v in vars(paper).values():
         vals = v.to_numpy().ravel().tolist() if isinstance(v, pd.DataFrame) else list(v.values()) if isinstance(v, dict) else []
         pub |= {f'{x:.1f}' for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool) and abs(x) >= 10}
-    files = sorted((ROOT/'nbs'/'figures').glob('*.ipynb')) + [ROOT/'plasticity_nb'/'experiments.py', ROOT/'plasticity_nb'/'stats.py']
+    files = sorted((ROOT/'nbs'/'figures').glob('*.ipynb')) + [ROOT/'plasticity_nb'/'experiments.py', ROOT/'plasticity_nb'/'analysis.py', ROOT/'plasticity_nb'/'stats.py']
     for f in files:
         text = _code(f) if f.suffix == '.ipynb' else f.read_text()
         hits = set(re.findall(r'(?<![\w.])\d{2,3}\.\d(?![\d])', text)) & pub
