@@ -2,7 +2,8 @@
 papermill; `plasticity plan` names the runs it trains before it starts; and (issue 20) the same batch through a
 one-node Slurm (tools/slurm_local.sh) writes the same bytes, every trained run holding its job record, also when a
 training job is cancelled with `scancel` mid-run: the batch fails on one line naming the run, the job and its log, and
-a rerun resumes the run from its last checkpoint."""
+a rerun resumes the run from its last checkpoint (slow: `pytest -m slow -k slurm`; tests/test_launch.py has the small
+default version)."""
 import configparser, os, shutil, subprocess, threading, time
 from pathlib import Path
 import pandas as pd
@@ -59,12 +60,14 @@ def test_smoke_reproduction(tmp_path):
     assert [o.status for o in outs] == ['ran']
     assert state() == before
     assert pd.read_csv(out/'fig3.csv').equals(fig3)  # and the same numbers from them
-    if not slurm_up(): pytest.skip('the Slurm part needs root to start a local Slurm (tools/slurm_local.sh)')
-    check_slurm_route(tmp_path, s, {f: (out/f).read_bytes() for f in CSVS})
 
-def check_slurm_route(tmp_path, s, ref):
-    "The same batch through Slurm, in the same registry folder (so the same run ids), with one RL job cancelled mid-run"
-    out = tmp_path/'outputs'/'smoke'
+@pytest.mark.slow
+def test_smoke_batch_through_slurm_same_bytes_after_scancel(tmp_path):
+    "The smoke batch in process, then through Slurm in the same registry folder (so the same run ids), one RL job cancelled mid-run (about 4 min on 2 cores)"
+    if not slurm_up(): pytest.skip('needs root to start a local Slurm (tools/slurm_local.sh)')
+    s, out = smoke_settings(tmp_path), tmp_path/'outputs'/'smoke'
+    assert [o.status for o in RP.run_batch('smoke', only='fig3', settings=str(s), params=PARAMS)] == ['ran']
+    ref = {f: (out/f).read_bytes() for f in CSVS}
     for r in trained(tmp_path): shutil.rmtree(r.path)
     for f in CSVS: (out/f).unlink()
     got = {}
