@@ -19,6 +19,9 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
   fi
 fi
 set +e
+# Two workers on two cores: one thread each (torch would take every core per worker, and the two workers' threads,
+# plus the training jobs some tests start, would then fight over the cores).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 python -m pytest -n 2 -q "$@"
 rc=$?
 set -e
