@@ -54,7 +54,7 @@ def _ids(prof, *specs)->dict:
 class Request:
     "One training run a figure asks for: its registry kind and config (whose hash names the folder), how to train it in this process, and the run file (`job`) from which `plasticity train <train_kind>` trains it anywhere else"
     kind: str; config: dict; train: Callable; train_kind: str; job: dict
-    def folder(self, root, processes:int=1)->Path: return R.run_dir(root, self.kind, {**self.config, **({'processes': processes} if processes > 1 else {})})
+    def folder(self, root, processes:int=1)->Path: return R.run_dir(root, self.kind, R.with_processes(self.config, processes))
 
 def _job(prof:Profile, **fields)->dict:
     "A run file: the profile (name, settings file, the keys it sets beyond the file) and what to train (None values left out)"

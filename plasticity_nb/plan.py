@@ -135,7 +135,7 @@ def plan_paradigms(prof:Profile, p:dict, fig:str, known:bool=True)->list[Planned
     return out
 
 def _names(s)->list[str]: return [x.strip() for x in (s.split(',') if isinstance(s, str) else s) if x.strip()]
-def _done(req, prof)->bool: return R.Run(req.folder(prof['runs'])).is_done() if req.folder(prof['runs']).exists() else False
+def _done(req, prof)->bool: return (req.folder(prof['runs'])/'DONE').exists()
 
 # %% ../nbs/35_plan.ipynb #d7a0299d
 def notebook_params(fig:Figure, prof:Profile)->dict:

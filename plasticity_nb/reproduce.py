@@ -348,7 +348,8 @@ def _run_batch(profile, only, out_dir, settings, params, jobs)->list[Outcome]:
             outcomes = [outcomes[f.name] for f in figs]
             rep = write_report(out, outcomes, prof, interrupted=str(e) or 'SIGINT')
             n = {s: sum(o.status == s for o in outcomes) for s in ('interrupted', 'cancelled')}
-            remote = os.environ.get('PLASTICITY_LAUNCHER', prof['launcher']) != 'inprocess'
+            from plasticity_nb.launch import launcher_name
+            remote = launcher_name(prof) != 'inprocess'
             raise BatchInterrupted(f"interrupted by {str(e) or 'SIGINT'}: {n['interrupted']} notebook(s) stopped, "
                                    f"{n['cancelled']} not started; report: {rep}"
                                    + ('; submitted jobs keep running: the same command again attaches to them' if remote else '')) from None

@@ -13,8 +13,8 @@ except ImportError: fcntl = None  # no locking where flock is missing
 # %% auto #0
 __all__ = ['ACTIVE_DIR', 'SHARE_ENV', 'canonical_json', 'run_id', 'write_atomic', 'parse_jsonl', 'process_rank', 'process_count',
            'is_writer', 'checkpoint_step', 'Run', 'busy_processes', 'register_busy', 'busy', 'waiting', 'share_threads',
-           'cpu_share_callback', 'run_dir', 'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows', 'diverged',
-           'flag_unstable', 'run_summary', 'checkpoint_state', 'train_run']
+           'cpu_share_callback', 'run_dir', 'with_processes', 'open_run', 'ensure', 'find_runs', 'eval_rows',
+           'curve_rows', 'diverged', 'flag_unstable', 'run_summary', 'checkpoint_state', 'train_run']
 
 # %% ../nbs/13_runs.ipynb #d5f3e6a7
 def _plain(o):
@@ -306,14 +306,17 @@ def run_dir(root, kind:str, config:dict)->Path:
     return Path(root)/f'{kind}-{run_id(config)}'
 
 # %% ../nbs/13_runs.ipynb #75fda9ec
+def with_processes(config:dict, n:int)->dict:
+    "The config of a run trained by `n` processes: the batch is per process, so n > 1 is part of its id (single-process ids unchanged)"
+    return {**config, 'processes': n} if n > 1 else config
+
 def open_run(root,  # the registry folder (profile key `runs`)
              kind:str,  # what the run is: 'sft', 'rl', 'luffy', ...
              config:dict,  # the resolved configuration; its hash names the folder
              processes:int|None=None  # the processes that train it (None: this launch's); a launcher asks for its jobs' folder
             )->Run:
     "The run folder of `config` under `root`, created with its config.json when new; several processes make another run"
-    n = processes or process_count()
-    if n > 1: config = {**config, 'processes': n}  # the batch is per process (single-process ids unchanged)
+    config = with_processes(config, processes or process_count())
     run = Run(run_dir(root, kind, config))
     p, canon = run.path/'config.json', canonical_json(config)
     if p.exists():

@@ -55,9 +55,10 @@ def train_from_config(kind:str, cfg:dict)->dict:
             raise SettingsError(f"run file asks for {cfg['run']} but its request hashes to {name}: the package or settings changed since it was written")
         run = E.obtain(prof, req)
         return dict(run=str(run.path), **(run.summary() or {}))
-    out, init, seed = Path(cfg['out']), cfg.get('init') or E.base_model(prof), cfg.get('seed', prof['seed'])
-    ev = sft.eval_kwargs(spec(prof, 'eval'), w['benchmarks'])
+    out = Path(cfg['out'])
     if kind == 'base': return dict(run=str(out), model=str(models.base_model_path(prof, w['pretrain'], out/'model')))
+    init, seed = cfg.get('init') or E.base_model(prof), cfg.get('seed', prof['seed'])
+    ev = sft.eval_kwargs(spec(prof, 'eval'), w['benchmarks'])
     if kind == 'sft':
         return dict(run=str(out), **sft.run_sft(str(init), None, w[cfg['data']], w['val'], out, sft_spec(prof, cfg['data'], seed=seed),
                                                 benchmarks=w['benchmarks'], eval_kw=ev))
