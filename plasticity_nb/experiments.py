@@ -235,7 +235,7 @@ def memo(prof:Profile, kind:str,  # the registry kind, e.g. 'headroom'
     return run.summary()['result']
 
 # %% ../nbs/15_experiments.ipynb #b4b15f84
-PARADIGMS = ('sft', 'grpo', 'dapo_d', 'upt', 'luffy', 'srft', 'prefix_rft')
+PARADIGMS = tuple(paper.PARADIGMS)  # every paradigm of Figs 2 and 6, in the paper's order
 
 def stronger(prof:Profile, factor:float=3.0)->Profile:
     "The profile with a base pre-trained `factor` times longer (the analogue of a math-specialised base)"
@@ -252,7 +252,7 @@ def paradigm_request(prof:Profile, paradigm:str, init, origin:dict, seed:int, tr
     from plasticity_nb import syn
     w = world(prof)
     if paradigm == 'sft': return sft_request(prof, train_set, init=init)
-    if paradigm in ('grpo', 'dapo_d'):
+    if paradigm in paper.paradigms('pure_rl'):
         return rl_request(prof, init, origin, algo=paradigm[:4], seed=seed, prompts=train_set, **({'variant': 'd'} if paradigm == 'dapo_d' else {}))
     if paradigm not in syn.METHODS: raise ValueError(f"paradigm {paradigm!r}; accepted: {', '.join(PARADIGMS)}")
     kw = syn.syn_settings(prof, paradigm, w['benchmarks'], seed=seed)

@@ -8,7 +8,8 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['TABLE4_GENERAL', 'X_SFT_GENERAL', 'C_MID_RANGE_GENERAL', 'PURE_RL', 'FIG3_MEAN_A_POST', 'DATA_ROWS', 'MIN_VAL_LOSS',
-           'FIG8A', 'TABLE5', 'TABLE1_LLAMA', 'TABLE1_LLAMA_OTHERS', 'FIG2', 'TABLE6_14B', 'CLAIMS']
+           'FIG8A', 'TABLE5', 'TABLE1_LLAMA', 'TABLE1_LLAMA_OTHERS', 'PARADIGMS', 'FIG2', 'TABLE6_14B', 'CLAIMS',
+           'paradigms']
 
 # %% ../nbs/24_paper.ipynb #eb00d9cc
 TABLE4_GENERAL = pd.DataFrame(dict(
@@ -37,6 +38,12 @@ TABLE1_LLAMA = pd.DataFrame(dict(dataset=['s1K', 'easy102K', 'uniform102K', 'har
                                  max_p_post=[24.2, 52.4, 53.6, 55.6, 67.7], min_val_loss=[0.71, 0.59, 0.54, 0.50, 0.44]))
 "Table 1 (Llama3.2-3B): max P_post and minimum validation loss by data set"
 TABLE1_LLAMA_OTHERS = dict(base=2.1, dapo_d=3.0, upt=12.2, luffy=8.5, sft_then_dapo=70.4, pearson=-0.96)
+PARADIGMS = dict(sft='sft', grpo='pure_rl', dapo_d='pure_rl', upt='synchronized', luffy='synchronized', srft='synchronized',
+                 prefix_rft='synchronized')
+"The paradigms Figs 2 and 6 compare, by family: SFT alone, RL alone (GRPO, DAPO with dynamic sampling), and the synchronized SFT-RL methods"
+def paradigms(family:str)->tuple:
+    "The paradigms of one family of `PARADIGMS` ('sft', 'pure_rl' or 'synchronized'), in the paper's order"
+    return tuple(p for p, f in PARADIGMS.items() if f == family)
 FIG2 = dict(dapo_d_a_post=74.3, luffy_a_post=72.7, sft_peak=76.9, sft_then_dapo_d=78.1, srft_spread_vs_dapo_d=2.6)
 TABLE6_14B = pd.DataFrame(dict(switch_step=[0, 172, 1720], val_loss=[0.67, 0.44, 0.39], p_sft=[59.8, 75.7, 78.6],
                                max_p_post=[74.5, 78.8, 79.8]))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math
 import numpy as np, pandas as pd
+from .paper import paradigms
 
 # %% auto #0
 __all__ = ['STAT_KEYS', 'VERDICTS', 'SYNCHRONIZED', 'PURE_RL_METHODS', 'SD_FLOOR', 'problem_table', 'score_se', 'pass_at_k',
@@ -114,8 +115,8 @@ def r_interval(r:float, n:int, spearman:bool=False, z:float=1.0)->tuple[float, f
     return math.tanh(c - z * se), math.tanh(c + z * se)
 
 # %% ../nbs/08_stats.ipynb #f48b96fb
-SYNCHRONIZED = ('upt', 'luffy', 'srft', 'prefix_rft')  # the synchronized SFT-RL methods of Figs 2 and 6
-PURE_RL_METHODS = ('grpo', 'dapo_d')  # RL alone on the same prompts
+SYNCHRONIZED = paradigms('synchronized')  # the synchronized SFT-RL methods of Figs 2 and 6
+PURE_RL_METHODS = paradigms('pure_rl')  # RL alone on the same prompts
 SD_FLOOR = 0.05  # points: a seed spread below this counts as this much, so the log ratio of two spreads stays finite
 
 def _ceiling(t, panel, par)->tuple[float, float]:

@@ -12,13 +12,13 @@ from fastcore.basics import patch
 from .flops import luffy_step_flops, upt_step_flops, grpo_step_flops
 from .losses import (luffy_loss, srft_loss, upt_loss, upt_gate, group_advantages, prefix_rft_loss,
                                   prefix_bounds, sample_prefix_len)
-from .rl import DAPOConfig, DAPOTrainer, build_rl_trainer, _default_evaluate
+from .rl import DAPOConfig, DAPOTrainer, build_rl_trainer, _default_evaluate, _D
 from .runs import Run, train_run
 
 # %% auto #0
-__all__ = ['UPT_GAMMA', 'METHODS', 'upt_gamma', 'LUFFYConfig', 'SRFTConfig', 'UPTConfig', 'PrefixRFTConfig', 'MixedGroupTrainer',
-           'LUFFYTrainer', 'SRFTTrainer', 'UPTTrainer', 'PrefixRFTTrainer', 'Method', 'get_method', 'check_mix_rows',
-           'syn_config', 'run_syn', 'syn_settings']
+__all__ = ['UPT_GAMMA', 'METHODS', 'DAPO_ONLY', 'upt_gamma', 'LUFFYConfig', 'SRFTConfig', 'UPTConfig', 'PrefixRFTConfig',
+           'MixedGroupTrainer', 'LUFFYTrainer', 'SRFTTrainer', 'UPTTrainer', 'PrefixRFTTrainer', 'Method', 'get_method',
+           'check_mix_rows', 'syn_config', 'run_syn', 'syn_settings']
 
 # %% ../nbs/12_syn.ipynb #b83de651
 UPT_GAMMA = {'qwen2': 0.0, 'llama': 2/8}  # the gate per model family (UPT paper, PAPER.md section 6)
@@ -368,8 +368,8 @@ def check_mix_rows(rows:list[dict], where:str='mix_rows')->list[dict]:
 def syn_config(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
                output_dir,  # where checkpoints go
                lr:float|None=None,  # None: the method's default (1e-6; UPT 5e-6)
-               batch:int=64, group_size:int=8, steps:int=100, max_new_tokens:int=8192, temperature:float=0.7,
-               eps_low:float=0.2, eps_high:float|None=None,  # on-policy clip range (None: symmetric)
+               batch:int=_D.batch, group_size:int=_D.group_size, steps:int=_D.steps, max_new_tokens:int=_D.max_new_tokens,
+               temperature:float=_D.temperature, eps_low:float=_D.eps_low, eps_high:float|None=None,  # on-policy clip range (None: symmetric)
                micro_batch:int|None=None, seed:int=0, save_every:int|None=None,
                updates:int=1,  # optimizer updates per generated batch (the scripts: 2 mini-batches of 64 prompts from 128)
                micro_tokens:int=0,  # token budget of one of the scripts' micro-batches per process (0: the update batch at once)
@@ -390,12 +390,12 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
             mix_rows:list[dict],  # MIX rows: 'prompt', 'answer' and the expert 'completion'
             out_dir,  # the run folder (runs.open_run(...).path); checkpoints go to out_dir/checkpoints
             *, lr:float|None=None,  # None: the method's default
-            batch:int=64, group_size:int=8, steps:int=100,
-            eval_every:int=10,  # evaluation (and default checkpoint) interval in steps
+            batch:int=_D.batch, group_size:int=_D.group_size, steps:int=_D.steps,  # the RL defaults of config.SCHEMA
+            eval_every:int=_D.eval_every,  # evaluation (and default checkpoint) interval in steps
             benchmarks:dict|None=None,  # name: rows with 'prompt' and 'answer' (None: no evaluation)
             eval_samples:dict|int=1, eval_greedy:bool=False,
             warmup_steps:int=0,  # linear learning-rate warm-up, then constant
-            max_new_tokens:int=8192, temperature:float=0.7, eps_low:float=0.2, eps_high:float|None=None,
+            max_new_tokens:int=_D.max_new_tokens, temperature:float=_D.temperature, eps_low:float=_D.eps_low, eps_high:float|None=None,
             overlong_cache:int=0,  # > 0: DAPO's soft overlong penalty as an extra reward
             mask_truncated:bool=False,
             seed:int=0, rollout_engine:str='auto',  # 'auto' or one of engines.ENGINES
@@ -430,6 +430,8 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
     return train_run(run, build, resume)
 
 # %% ../nbs/12_syn.ipynb #b3332a6b
+DAPO_ONLY = ('gen_batch', 'ds_rounds', 'eps_high')  # RLSpec fields the methods do not take: no dynamic sampling, a symmetric clip
+
 def syn_settings(profile,  # a config.Profile (or dict with its keys)
                  method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
                  benchmarks:dict|None=None,  # the evaluation sets (their names pick avg@k or pass@1)
@@ -439,7 +441,7 @@ def syn_settings(profile,  # a config.Profile (or dict with its keys)
     from plasticity_nb.config import spec
     from plasticity_nb.evaluate import samples_from_profile
     m = get_method(method, 'syn_settings')
-    kw = vars(spec(profile, 'rl')) | ({'benchmarks': benchmarks, 'eval_samples': samples_from_profile(profile, list(benchmarks))} if benchmarks else {})
-    for k in ('gen_batch', 'ds_rounds', 'eps_high', 'micro_tokens'): kw.pop(k, None)  # DAPO's own: the methods clip symmetrically and cut their own micro-batches
-    kw['lr'], kw['micro_tokens'] = kw['lr'] * m.lr_scale, profile['syn_micro_tokens']
+    s = spec(profile, 'rl')
+    kw = {k: v for k, v in vars(s).items() if k not in DAPO_ONLY} | dict(lr=s.lr * m.lr_scale, micro_tokens=profile['syn_micro_tokens'])
+    if benchmarks: kw |= {'benchmarks': benchmarks, 'eval_samples': samples_from_profile(profile, list(benchmarks))}
     return {**kw, **overrides}

@@ -11,17 +11,19 @@ from .config import load_profile, SettingsError, set_offline, spec, sft_spec
 from .runs import process_count
 from .parsing import Parser
 from .launch import launch_command, IN_JOB_ENV
+from .paper import paradigms
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'METHODS', 'load_run_config', 'train_from_config', 'cpu_processes', 'leave_process_group', 'build_parser',
-           'main']
+__all__ = ['RUN_KEYS', 'METHODS', 'DEFAULTS', 'load_run_config', 'train_from_config', 'cpu_processes', 'leave_process_group',
+           'build_parser', 'main']
 
 # %% ../nbs/31_train.ipynb #c749f497
 RUN_KEYS = {'profile': 'settings.ini profile', 'settings': 'settings.ini path', 'data': 'data set name of the profile',
             'init': 'model folder to start from', 'out': 'run folder', 'method': 'algorithm', 'seed': 'random seed',
             'overrides': 'mapping of settings.ini keys to values', 'origin': 'what init is, for the run id (a launcher writes it)',
             'options': 'run arguments beyond the profile, e.g. variant: d', 'run': 'the registry folder this file must train'}
-METHODS = {'base': ('base',), 'sft': ('sft',), 'rl': ('dapo', 'grpo'), 'syn': ('luffy', 'srft', 'upt', 'prefix_rft')}
+METHODS = {'base': ('base',), 'sft': ('sft',), 'rl': ('dapo', 'grpo'), 'syn': paradigms('synchronized')}  # each kind's methods
+DEFAULTS = {'base': ('base', 'pretrain'), 'sft': ('sft', 'full'), 'rl': ('dapo', 'rl'), 'syn': ('luffy', 'mix')}  # (method, data) of a file that omits them
 
 def load_run_config(path, kind:str)->dict:
     "Read and validate a run file for `kind` ('base', 'sft', 'rl' or 'syn'); errors name the file and key"
@@ -34,7 +36,7 @@ def load_run_config(path, kind:str)->dict:
     bad = sorted(set(cfg) - set(RUN_KEYS))
     if bad: raise SettingsError(f"{path}: unknown key(s) {', '.join(bad)}; accepted: {', '.join(RUN_KEYS)}")
     if 'profile' not in cfg: raise SettingsError(f"{path}: 'profile' is required (a settings.ini profile)")
-    cfg.setdefault('method', METHODS[kind][0]); cfg.setdefault('data', {'base': 'pretrain', 'sft': 'full', 'rl': 'rl', 'syn': 'mix'}[kind])
+    cfg.setdefault('method', DEFAULTS[kind][0]); cfg.setdefault('data', DEFAULTS[kind][1])
     if cfg['method'] not in METHODS[kind]:
         raise SettingsError(f"{path}: method {cfg['method']!r} is not a {kind} method; accepted: {', '.join(METHODS[kind])}")
     if not isinstance(cfg.get('overrides', {}), dict): raise SettingsError(f"{path}: 'overrides' must be a mapping of settings.ini keys")
@@ -84,7 +86,7 @@ def leave_process_group():
 # %% ../nbs/31_train.ipynb #59a74b42
 def build_parser(prog='plasticity train')->argparse.ArgumentParser:
     ap = Parser(prog=prog, description='Run one SFT / RL / synchronized SFT-RL training from a run file (works under accelerate launch).')
-    ap.add_argument('kind', choices=list(METHODS), help='base (the tiny base model), sft, rl (dapo | grpo) or syn (luffy | srft | upt | prefix_rft)')
+    ap.add_argument('kind', choices=list(METHODS), help='; '.join(f"{k}: {' | '.join(v)}" for k, v in METHODS.items()))
     ap.add_argument('--config', required=True, help='the run file (YAML): profile, data, init, out, method, seed, overrides')
     ap.add_argument('--print-launch', metavar='ACCELERATE_CONFIG', help='print the accelerate launch command for this run file and exit')
     ap.add_argument('--num-processes', type=int, help='with --print-launch: total processes (GPUs)')
