@@ -139,34 +139,45 @@ def _per_dataset_claims(df, seq, pairs)->list[dict]:
                               paper.CLAIMS['stable_vs_adaptive'], st.a_post - ad.a_post, combined_se(st.a_post_se, ad.a_post_se)))
     return rows
 
-# %% ../nbs/15b_analysis.ipynb #5aee241b
-def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
-    "REPORT rows for the paper's claims about sequential SFT-then-RL: our numbers, the effect with its SE, the verdict (`stats.verdict`), the published side (`paper.CLAIMS`)"
-    seq, pure = fits[fits.paradigm == 'sft_then_rl'], fits[fits.paradigm == 'pure_rl']
-    sft_peak, sft_se = peak_with_se(df[df.stage == 'sft'])  # the best Pure-SFT score and its sampling SE
+# %% ../nbs/15b_analysis.ipynb #29fac92c
+def _headline_claims(seq:pd.DataFrame, pure:pd.DataFrame, sft_peak:float, sft_se:float)->list[dict]:
+    "The best SFT-then-RL branch: its PL_rl, and its A_post against the best Pure-SFT score and against Pure-RL's best A_post"
     best, pr = _best(seq), _best(pure)
-    nan = float('nan')
     rows = []
-    if best is not None:
-        rows.append(claim_row('claim: RL after SFT adds plasticity (PL_rl of the best branch)', f"{best.pl_rl:.1f} ({best.dataset} @ {best.ckpt})",
-                              paper.CLAIMS['pl_rl'], best.pl_rl, combined_se(best.a_post_se, best.p_sft_se)))
-        rows.append(claim_row('claim: SFT-then-RL beats Pure-SFT (best A_post vs best SFT score)', f'{best.a_post:.1f} vs {sft_peak:.1f}',
-                              paper.CLAIMS['beats_pure_sft'], best.a_post - sft_peak, combined_se(best.a_post_se, sft_se)))
-        if pr is not None:
-            rows.append(claim_row('claim: SFT-then-RL beats Pure-RL (best A_post vs Pure-RL A_post)', f'{best.a_post:.1f} vs {pr.a_post:.1f}',
-                                  paper.CLAIMS['beats_pure_rl'], best.a_post - pr.a_post,
-                                  combined_se(best.a_post_se, pr.a_post_se)))
+    if best is None: return rows
+    rows.append(claim_row('claim: RL after SFT adds plasticity (PL_rl of the best branch)', f"{best.pl_rl:.1f} ({best.dataset} @ {best.ckpt})",
+                          paper.CLAIMS['pl_rl'], best.pl_rl, combined_se(best.a_post_se, best.p_sft_se)))
+    rows.append(claim_row('claim: SFT-then-RL beats Pure-SFT (best A_post vs best SFT score)', f'{best.a_post:.1f} vs {sft_peak:.1f}',
+                          paper.CLAIMS['beats_pure_sft'], best.a_post - sft_peak, combined_se(best.a_post_se, sft_se)))
+    if pr is not None:
+        rows.append(claim_row('claim: SFT-then-RL beats Pure-RL (best A_post vs Pure-RL A_post)', f'{best.a_post:.1f} vs {pr.a_post:.1f}',
+                              paper.CLAIMS['beats_pure_rl'], best.a_post - pr.a_post,
+                              combined_se(best.a_post_se, pr.a_post_se)))
+    return rows
+
+# %% ../nbs/15b_analysis.ipynb #975be7ad
+def _regime_pairs(df:pd.DataFrame, seq:pd.DataFrame)->list[tuple]:
+    "(dataset, best Stable branch, best Adaptive branch) of each data set with branches in both SFT regimes"
     reg = val_curves(df).rename(columns=dict(step='ckpt'))[['dataset', 'ckpt', 'regime']]
     s = seq.merge(reg, on=['dataset', 'ckpt'], how='left')
     pairs = [(ds, _best(g[g.regime == 'stable']), _best(g[g.regime == 'adaptive'])) for ds, g in s.groupby('dataset')]
     pairs = [(ds, st, ad) for ds, st, ad in pairs if st is not None and ad is not None]
+    return pairs
+
+# %% ../nbs/15b_analysis.ipynb #9113ace6
+def _regime_claim(pairs:list)->dict:
+    "The row 'switching in the Stable regime beats the Adaptive regime': the mean difference over the data sets, its SE"
     eff = [st.a_post - ad.a_post for _, st, ad in pairs]
-    rows.append(claim_row('claim: switching in the Stable regime beats the Adaptive regime (best A_post stable vs adaptive)',
-                          '; '.join(f'{ds} {st.a_post:.1f} vs {ad.a_post:.1f}' for ds, st, ad in pairs) or 'no data set had branches in both',
-                          paper.CLAIMS['stable_vs_adaptive'], float(np.mean(eff)) if eff else nan,
-                          combined_se(*[combined_se(st.a_post_se, ad.a_post_se) for _, st, ad in pairs]) / max(len(pairs), 1),
-                          partly=any(e > 0 for e in eff)))
-    if len(set(seq.dataset)) > 1: rows += _per_dataset_claims(df, seq, pairs)
+    return claim_row('claim: switching in the Stable regime beats the Adaptive regime (best A_post stable vs adaptive)',
+                     '; '.join(f'{ds} {st.a_post:.1f} vs {ad.a_post:.1f}' for ds, st, ad in pairs) or 'no data set had branches in both',
+                     paper.CLAIMS['stable_vs_adaptive'], float(np.mean(eff)) if eff else float('nan'),
+                     combined_se(*[combined_se(st.a_post_se, ad.a_post_se) for _, st, ad in pairs]) / max(len(pairs), 1),
+                     partly=any(e > 0 for e in eff))
+
+# %% ../nbs/15b_analysis.ipynb #51628e86
+def _data_claims(seq:pd.DataFrame)->list[dict]:
+    "S1K's best ceiling against the lowest of the larger sets, and Hard / Uniform / Easy at equal size"
+    rows = []
     by = {ds: _best(g) for ds, g in seq.groupby('dataset')}
     large = [by[d] for d in by if d != 's1k']
     if 's1k' in by and large:
@@ -180,6 +191,17 @@ def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
                               f'{h.a_post:.1f} / {u.a_post:.1f} / {e.a_post:.1f}', paper.CLAIMS['harder_data'],
                               h.a_post - e.a_post, combined_se(h.a_post_se, e.a_post_se), partly=h.a_post > e.a_post or h.a_post > u.a_post))
     return rows
+
+# %% ../nbs/15b_analysis.ipynb #060384c2
+def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
+    "REPORT rows for the paper's claims about sequential SFT-then-RL: our numbers, the effect with its SE, the verdict (`stats.verdict`), the published side (`paper.CLAIMS`)"
+    seq, pure = fits[fits.paradigm == 'sft_then_rl'], fits[fits.paradigm == 'pure_rl']
+    sft_peak, sft_se = peak_with_se(df[df.stage == 'sft'])  # the best Pure-SFT score and its sampling SE
+    rows = _headline_claims(seq, pure, sft_peak, sft_se)
+    pairs = _regime_pairs(df, seq)
+    rows.append(_regime_claim(pairs))
+    if len(set(seq.dataset)) > 1: rows += _per_dataset_claims(df, seq, pairs)
+    return rows + _data_claims(seq)
 
 # %% ../nbs/15b_analysis.ipynb #9b4f63e7
 def correlation_claim(r:dict  # `correlation(...)`: pearson, spearman, n (NaN with a reason when undefined)

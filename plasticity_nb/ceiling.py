@@ -10,7 +10,7 @@ from scipy import stats
 from .fit import FitSettings, fit_curve, select_settings, bootstrap_se, sigmoid_gain
 
 # %% auto #0
-__all__ = ['FIT_COLUMNS', 'REGIMES', 'gain_curve', 'fit_branches', 'peak_ceiling', 'regimes', 'ceiling_correlation']
+__all__ = ['FIT_COLUMNS', 'REGIMES', 'gain_curve', 'peak_ceiling', 'fit_branches', 'regimes', 'ceiling_correlation']
 
 # %% ../nbs/21_ceiling.ipynb #e197672d
 FIT_COLUMNS = ['scene', 'ckpt', 'x_sft', 'p_sft', 'pl_rl', 'a_post', 'a_post_se', 'eps', 'c_mid', 'b', 'rmse_train', 'rmse_val',
@@ -31,7 +31,14 @@ def gain_curve(branch:dict)->tuple[np.ndarray, np.ndarray]:
                          "which itself is not included)")
     return np.r_[0.0, x], np.r_[0.0, y - float(branch['p_sft'])]
 
-# %% ../nbs/21_ceiling.ipynb #0af4502a
+# %% ../nbs/21_ceiling.ipynb #2895d740
+def peak_ceiling(y)->float:
+    "A_post of an unstable run: the peak observed score (NaNs ignored)"
+    y = np.asarray(y, float)
+    if y.size == 0 or np.isnan(y).all(): raise ValueError("peak_ceiling: no observed score")
+    return float(np.nanmax(y))
+
+# %% ../nbs/21_ceiling.ipynb #42c49eee
 def _settings_map(settings)->dict:
     out = {}
     for i, s in enumerate(settings):
@@ -42,6 +49,7 @@ def _settings_map(settings)->dict:
         out[key] = FitSettings.from_dict(s)
     return out
 
+# %% ../nbs/21_ceiling.ipynb #dce951fd
 def _row(branch, f, source, peak):
     s = f.settings
     return dict(scene=branch['scene'], ckpt=int(branch['ckpt']), x_sft=float(branch['x_sft']), p_sft=float(branch['p_sft']),
@@ -52,6 +60,7 @@ def _row(branch, f, source, peak):
                 kept=''.join('1' if k else '0' for k in f.kept),  # per curve point (branch point first): used by the final fit
                 **s.to_dict())
 
+# %% ../nbs/21_ceiling.ipynb #938805eb
 def fit_branches(branches:list,  # dicts as from `retu.load_branches`
                  settings:list|None=None,  # released settings dicts (with scene, ckpt); None: select per branch
                  n_boot:int=200,  # bootstrap resamples for a_post_se (0: skip, a_post_se NaN)
@@ -79,13 +88,6 @@ def fit_branches(branches:list,  # dicts as from `retu.load_branches`
         if n_boot and f.converged: f.pl_se = bootstrap_se(x, y, f, n_boot, seed)
         rows.append(_row(br, f, source, peak_ceiling(br['y'])))
     return pd.DataFrame(rows, columns=FIT_COLUMNS)
-
-# %% ../nbs/21_ceiling.ipynb #2895d740
-def peak_ceiling(y)->float:
-    "A_post of an unstable run: the peak observed score (NaNs ignored)"
-    y = np.asarray(y, float)
-    if y.size == 0 or np.isnan(y).all(): raise ValueError("peak_ceiling: no observed score")
-    return float(np.nanmax(y))
 
 # %% ../nbs/21_ceiling.ipynb #0df1c5a5
 REGIMES = ('adaptive', 'stable', 'mild', 'severe')

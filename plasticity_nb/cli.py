@@ -59,12 +59,14 @@ def _reproduce_parser()->Parser:
                    'continues from what the registry and the queue hold and renders every figure whose runs are finished')
     return r
 
+# %% ../nbs/34_cli.ipynb #5a5c282c
 @command('reproduce', 'run the papermill figure batch into outputs/<profile>/')
 def _cmd_reproduce(argv)->int:
     a = _reproduce_parser().parse_args(argv)
     outs = run_batch(a.profile, a.only, a.out, a.settings, jobs=a.jobs, launcher=a.launcher, detach=a.detach)
     return 1 if any(o.status == 'failed' for o in outs) else 0
 
+# %% ../nbs/34_cli.ipynb #f7e8faa5
 @command('profiles', 'list the profiles of settings.ini, or show one')
 def _cmd_profiles(argv)->int:
     p = Parser(prog='plasticity profiles', description='List the profiles of settings.ini, or show one in full.')
@@ -78,6 +80,7 @@ def _cmd_profiles(argv)->int:
         if a.name: print('\n'.join(f'  {k} = {v}' for k,v in prof.items() if k not in ('name', 'description')))
     return 0
 
+# %% ../nbs/34_cli.ipynb #53af627b
 @command('docs', 'build the documentation site (static HTML, offline) into _docs/')
 def _cmd_docs(argv)->int:
     p = Parser(prog='plasticity docs', description='Build the documentation site from the notebooks: '
@@ -134,6 +137,7 @@ def _locked(p:Path)->bool:
         try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); fcntl.flock(f, fcntl.LOCK_UN); return False
         except BlockingIOError: return True
 
+# %% ../nbs/34_cli.ipynb #9b049e51
 def _run_folders(a)->tuple[list[Path], set]:
     "Where `plasticity train` may create run folders (registry root, `out`), and what is there before it starts"
     from plasticity_nb import train
@@ -152,6 +156,7 @@ def _remove_half_made(roots, before)->list[str]:
             shutil.rmtree(p, ignore_errors=True); gone.append(str(p))
     return gone
 
+# %% ../nbs/34_cli.ipynb #9be60536
 @command('train', 'one SFT / RL / synchronized run from a YAML run file (see plasticity train --help)')
 def _cmd_train(argv)->int:
     from plasticity_nb import train

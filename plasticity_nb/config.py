@@ -218,6 +218,7 @@ def check_settings(path=None)->list[str]:
     for s in cp.sections(): _lineage(cp, s, path)
     return cp.sections()
 
+# %% ../nbs/00_config.ipynb #4465452c
 def load_profile(name:str|None=None,  # profile section; default $PLASTICITY_PROFILE or 'tiny'
                  path=None,  # settings.ini; default `find_settings()`
                  **overrides  # key=value replacing the file's values (e.g. from papermill parameters)

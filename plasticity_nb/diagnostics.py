@@ -42,7 +42,7 @@ def headroom(model, tokenizer,
         out.append(dict(level=int(lv[5:]), problems=len(g), greedy=greedy[lv], pass_1=p1, pass_k=pk, headroom=pk - p1))
     return pd.DataFrame(out).sort_values('level').reset_index(drop=True)
 
-# %% ../nbs/16_diagnostics.ipynb #26ca4058
+# %% ../nbs/16_diagnostics.ipynb #c8af9232
 def _rollouts(model, tok, prompts, group_size, temperature, max_new_tokens, seed):
     "Sampled completions: (input_ids of prompt+completion, completion mask, decoded completions)"
     enc = tok([p for p in prompts for _ in range(group_size)], return_tensors='pt', padding=True, padding_side='left').to(model.device)
@@ -55,6 +55,7 @@ def _rollouts(model, tok, prompts, group_size, temperature, max_new_tokens, seed
     mask = ((done == 0) | ((done == 1) & (comp == tok.eos_token_id))).float()  # up to and including the first EOS
     return out, enc['attention_mask'], mask, tok.batch_decode(comp, skip_special_tokens=True)
 
+# %% ../nbs/16_diagnostics.ipynb #ffd547a0
 def rollout_gradient(model, tokenizer, rows:list[dict],  # prompts with 'prompt' and 'answer'
                      group_size:int=8, temperature:float=0.7, max_new_tokens:int=128, seed:int=0)->tuple[torch.Tensor, float]:
     "The DAPO policy-gradient (token-level, ratio 1) of one rollout batch as a flat vector, and the batch's mean reward"
@@ -72,6 +73,7 @@ def rollout_gradient(model, tokenizer, rows:list[dict],  # prompts with 'prompt'
     model.zero_grad(set_to_none=True)
     return g, float(r.mean())
 
+# %% ../nbs/16_diagnostics.ipynb #a8b9dccc
 def gradient_snr(model, tokenizer, rows:list[dict],  # a pool of prompts (at least 2 x batch x repeats)
                  batch:int=32, group_size:int=8, repeats:int=2, temperature:float=0.7, max_new_tokens:int=128, seed:int=0)->dict:
     "Mean cosine between the policy gradients of two independent rollout batches of `batch` prompts, over `repeats` pairs"

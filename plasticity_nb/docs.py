@@ -359,16 +359,11 @@ def gallery_html(root:Path, index_md:str, figs:list[str])->str:
                      f'<figcaption>{html.escape(caps.get(png.name, png.stem))}{link}</figcaption></figure>')
     return '<h2 id="gallery">Figure gallery</h2><div class="gallery">' + ''.join(items) + '</div>' if items else ''
 
-# %% ../nbs/33_docs.ipynb #4c995b4b
-def build_site(out=None,  # the site folder (default: <checkout>/_docs)
-               root=None  # the checkout (default: found from the working directory)
-              )->Path:
-    "Build the documentation site: a page per module notebook with its API, the figure notebooks, index with gallery, search"
+# %% ../nbs/33_docs.ipynb #dac20360
+def _read_pages(root:Path, found:dict)->tuple[list[dict], list[str]]:
+    "Process every notebook of `found` (`doc_notebooks`): a page (kind, path, nb, url, title, desc) each; the failures"
     from fastcore.nbio import read_nb
-    from pygments.formatters import HtmlFormatter
-    from plasticity_nb.reproduce import check_out_dir
-    root = project_root(root); out = check_out_dir(Path(out) if out else root/'_docs')
-    found, pages, failed = doc_notebooks(root), [], []
+    pages, failed = [], []
     for kind in ('modules', 'figures', 'index'):
         for p in found[kind]:
             try: nb = process_nb(p)
@@ -376,21 +371,32 @@ def build_site(out=None,  # the site folder (default: <checkout>/_docs)
             fm = front_matter(nb)
             pages.append(dict(kind=kind, path=p, nb=nb, url=_page_url(p, kind, fm), title=str(fm.get('title') or p.stem),
                               desc=str(fm.get('description') or '')))
-    site = dict(date=time.strftime('%Y-%m-%d %H:%M'),
-                modules=[(g['url'], g['title'], g['desc']) for g in pages if g['kind'] == 'modules'],
-                figures=[(g['url'], g['path'].stem, g['title']) for g in pages if g['kind'] == 'figures'])
-    srcs = {f'plasticity_nb/{py.name}': f'src/{py.name}.html' for py in sorted((root/'plasticity_nb').glob('*.py')) if not py.name.startswith('_')}
-    urls, written, entries = {g['url'].split('/')[-1] for g in pages}, set(), []
-    def write(url, text): (out/url).parent.mkdir(parents=True, exist_ok=True); (out/url).write_text(text); written.add(out/url)
-    bodies = {}
+    return pages, failed
+
+# %% ../nbs/33_docs.ipynb #29472f94
+def _index_extra(root:Path, index_nb:Path, site:dict)->str:
+    "The modules table and the figure gallery that follow the README's text on the index page"
+    return ('<h2 id="modules">Modules</h2><table><tr><th>module</th><th>what it holds</th></tr>' +
+            ''.join(f'<tr><td><a href="{u}">{html.escape(t)}</a></td><td>{_md().renderInline(d)}</td></tr>' for u, t, d in site['modules'])
+            + '</table>' + gallery_html(root, index_nb.read_text(), [Path(u).stem for u, _, _ in site['figures']]))
+
+# %% ../nbs/33_docs.ipynb #55d8b5ce
+def _page_bodies(pages:list[dict], site:dict, srcs:dict, root:Path, out:Path)->dict:
+    "The HTML body of each page (by url): links relative, images copied into `out`, the index with its modules table and gallery"
+    urls, bodies = {g['url'].split('/')[-1] for g in pages}, {}
     for g in pages:
         rel = '../' * g['url'].count('/')
         body, _ = nb_body(g['nb'])
-        if g['kind'] == 'index':
-            body += ('<h2 id="modules">Modules</h2><table><tr><th>module</th><th>what it holds</th></tr>' +
-                     ''.join(f'<tr><td><a href="{u}">{html.escape(t)}</a></td><td>{_md().renderInline(d)}</td></tr>' for u, t, d in site['modules'])
-                     + '</table>' + gallery_html(root, g['path'].read_text(), [Path(u).stem for u, _, _ in site['figures']]))
+        if g['kind'] == 'index': body += _index_extra(root, g['path'], site)
         bodies[g['url']] = _copy_images(_fix_links(body, rel, urls, srcs), rel, [g['path'].parent, root], root, out)
+    return bodies
+
+# %% ../nbs/33_docs.ipynb #2940f04c
+def _write_site(out:Path, pages:list[dict], site:dict, bodies:dict, srcs:dict, root:Path)->set:
+    "Write the pages, the modules' source pages, the style sheets and the search index into `out`; the files written"
+    from pygments.formatters import HtmlFormatter
+    written, entries = set(), []
+    def write(url, text): (out/url).parent.mkdir(parents=True, exist_ok=True); (out/url).write_text(text); written.add(out/url)
     ids = {u: set(re.findall(r' id="([^"]+)"', b)) for u, b in bodies.items()}
     for g in pages:
         body = _drop_dead_anchors(bodies[g['url']], g['url'], ids)
@@ -399,6 +405,21 @@ def build_site(out=None,  # the site folder (default: <checkout>/_docs)
     for name, url in srcs.items(): write(url, page_html(site, url, name, 'the exported module, generated from its notebook', source_page(root/name)))
     write('style.css', CSS); write('pygments.css', HtmlFormatter().get_style_defs('.highlight'))
     write('search_index.js', 'window.SEARCH = ' + json.dumps(entries, ensure_ascii=False) + ';\n'); write('search.js', SEARCH_JS)
+    return written
+
+# %% ../nbs/33_docs.ipynb #5e6aa4c6
+def build_site(out=None,  # the site folder (default: <checkout>/_docs)
+               root=None  # the checkout (default: found from the working directory)
+              )->Path:
+    "Build the documentation site: a page per module notebook with its API, the figure notebooks, index with gallery, search"
+    from plasticity_nb.reproduce import check_out_dir
+    root = project_root(root); out = check_out_dir(Path(out) if out else root/'_docs')
+    pages, failed = _read_pages(root, doc_notebooks(root))
+    site = dict(date=time.strftime('%Y-%m-%d %H:%M'),
+                modules=[(g['url'], g['title'], g['desc']) for g in pages if g['kind'] == 'modules'],
+                figures=[(g['url'], g['path'].stem, g['title']) for g in pages if g['kind'] == 'figures'])
+    srcs = {f'plasticity_nb/{py.name}': f'src/{py.name}.html' for py in sorted((root/'plasticity_nb').glob('*.py')) if not py.name.startswith('_')}
+    written = _write_site(out, pages, site, _page_bodies(pages, site, srcs, root, out), srcs, root)
     for f in [*out.glob('*.html'), *out.glob('figures/*.html'), *out.glob('src/*.html')]:
         if f not in written: f.unlink()  # pages of notebooks that are gone
     if failed: raise DocsError(f"site built in {out}, but nbdev's processing failed on {len(failed)} notebook(s), shown without their API: " + '; '.join(failed))

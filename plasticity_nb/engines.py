@@ -4,62 +4,16 @@
 
 # %% ../nbs/14_engines.ipynb #9e3fde82
 from __future__ import annotations
-import contextlib, importlib.util, inspect, math, time
+import contextlib, inspect, math, time
 from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
+from .engine_choice import ENGINES, EngineUnavailable, engine_unavailable_reason, available_engines, pick_engine, _device_type
+
 
 # %% auto #0
-__all__ = ['ENGINES', 'EngineUnavailable', 'engine_unavailable_reason', 'available_engines', 'pick_engine', 'Rollouts',
-           'cut_at_eos', 'left_pad', 'clear_fast_cache', 'fast_batch_size', 'generate']
-
-# %% ../nbs/14_engines.ipynb #1104a464
-ENGINES = ('hf', 'compact', 'fast', 'cb', 'vllm')  # accepted engine names, besides 'auto'
-
-class EngineUnavailable(RuntimeError):
-    "An engine was asked for by name but cannot run here; the message says why and what is available"
-
-def _has_module(name): return importlib.util.find_spec(name) is not None
-
-def _device_type(device)->str:
-    "'cuda' or 'cpu' (or another torch device type) from a str / torch.device; 'auto' means cuda when available"
-    if device is None or str(device) == 'auto': return 'cuda' if torch.cuda.is_available() else 'cpu'
-    return torch.device(device).type
-
-# %% ../nbs/14_engines.ipynb #93d8633c
-def engine_unavailable_reason(name:str,  # one of ENGINES
-                              device='auto'  # where generation runs
-                             )->str|None:
-    "None when engine `name` can run on `device`, else the reason it cannot"
-    dev = _device_type(device)
-    if name in ('hf', 'compact', 'fast'): return None
-    if name == 'cb':
-        from transformers import GenerationMixin
-        return None if hasattr(GenerationMixin, 'generate_batch') else "this transformers has no continuous batching (generate_batch); transformers >= 5 has it"
-    if name == 'vllm':
-        if not _has_module('vllm'): return "vllm is not installed (pip install vllm, on a CUDA machine)"
-        if dev != 'cuda': return f"vllm needs a CUDA device, and the device here is {dev!r}"
-        return None
-    raise EngineUnavailable(f"unknown rollout engine {name!r}; accepted: auto, {', '.join(ENGINES)}")
-
-def available_engines(device='auto')->list[str]:
-    "The engines that can run on `device`"
-    return [e for e in ENGINES if engine_unavailable_reason(e, device) is None]
-
-# %% ../nbs/14_engines.ipynb #aa258de6
-def pick_engine(name:str='auto',  # 'auto' or one of ENGINES (the profile's rollout_engine)
-                device='auto'  # 'cpu', 'cuda', 'cuda:1', a torch.device, or 'auto'
-               )->str:
-    "The engine to use: `name` if it can run on `device` (else `EngineUnavailable`), or the best one for 'auto'"
-    name = (name or 'auto').strip().lower()
-    dev = _device_type(device)
-    if name == 'auto': return 'vllm' if dev == 'cuda' and engine_unavailable_reason('vllm', dev) is None else 'hf'
-    if name not in ENGINES:
-        raise EngineUnavailable(f"rollout_engine = {name!r}: unknown engine; accepted: auto, {', '.join(ENGINES)}")
-    why = engine_unavailable_reason(name, dev)
-    if why: raise EngineUnavailable(f"rollout_engine = {name!r} cannot run on {dev}: {why}; "
-                                    f"available here: {', '.join(available_engines(dev))} (or 'auto')")
-    return name
+__all__ = ['Rollouts', 'cut_at_eos', 'left_pad', 'clear_fast_cache', 'fast_batch_size', 'generate']
 
 # %% ../nbs/14_engines.ipynb #38c41cf2
 @dataclass
@@ -207,7 +161,7 @@ def _sample(logits, inv_temp):
 
 def _param_signature(model): return tuple(p.data_ptr() for p in model.parameters())
 
-# %% ../nbs/14_engines.ipynb #943ce557
+# %% ../nbs/14_engines.ipynb #1004f1e3
 class _Runner:
     "Static cache, state buffers and (on CUDA) the captured decode step for `batch` rows of `length` slots"
     def __init__(self, model, batch, prompt_len, max_new, greedy, eos, pad, use_graph):
@@ -232,66 +186,74 @@ class _Runner:
         self.graph, self.graph_error = None, None
         if use_graph and self.dev.type == 'cuda': self._capture()
 
-    def _forward(self, ids, mask, posid):
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=posid, use_cache=True,
-                         logits_to_keep=1, **{self.kw: self.cache})
-        return out.logits[:, -1, :].float()
+# %% ../nbs/14_engines.ipynb #c77dbc21
+@patch
+def _forward(self:_Runner, ids, mask, posid):
+    out = self.model(input_ids=ids, attention_mask=mask, position_ids=posid, use_cache=True,
+                     logits_to_keep=1, **{self.kw: self.cache})
+    return out.logits[:, -1, :].float()
 
-    def _emit(self, logits):
-        "Sample, record at step t, mark finished rows, feed the token back"
-        nxt = _sample(logits, self.inv_temp)
-        nxt = torch.where(self.finished, torch.full_like(nxt, self.pad), nxt)
-        self.out.index_copy_(1, self.t, nxt[:, None])
-        self.finished |= (nxt[:, None] == self.eos[None, :]).any(-1)
-        self.tok.copy_(nxt[:, None])
-        self.t.add_(1)
+@patch
+def _emit(self:_Runner, logits):
+    "Sample, record at step t, mark finished rows, feed the token back"
+    nxt = _sample(logits, self.inv_temp)
+    nxt = torch.where(self.finished, torch.full_like(nxt, self.pad), nxt)
+    self.out.index_copy_(1, self.t, nxt[:, None])
+    self.finished |= (nxt[:, None] == self.eos[None, :]).any(-1)
+    self.tok.copy_(nxt[:, None])
+    self.t.add_(1)
 
-    def step(self):
-        "One decode step: the token in `tok` is written at slot `pos`, the next one sampled"
-        self.valid.index_fill_(1, self.cache.pos, True)
-        logits = self._forward(self.tok, self.valid[:, None, None, :], self.posid)
-        self.cache.pos.add_(1); self.posid.add_(1)
-        self._emit(logits)
+@patch
+def step(self:_Runner):
+    "One decode step: the token in `tok` is written at slot `pos`, the next one sampled"
+    self.valid.index_fill_(1, self.cache.pos, True)
+    logits = self._forward(self.tok, self.valid[:, None, None, :], self.posid)
+    self.cache.pos.add_(1); self.posid.add_(1)
+    self._emit(logits)
 
-    def _capture(self):
-        rng = torch.cuda.get_rng_state(self.dev)  # the warm-up steps sample: give the caller its random state back
-        try:
-            self.cache.pos.fill_(self.L - 1)
-            s = torch.cuda.Stream(self.dev); s.wait_stream(torch.cuda.current_stream(self.dev))
-            with torch.cuda.stream(s), torch.no_grad():
-                for _ in range(2):
-                    self.cache.pos.fill_(self.L - 1); self.t.zero_(); self.step()
-            torch.cuda.current_stream(self.dev).wait_stream(s)
-            self.cache.pos.fill_(self.L - 1); self.t.zero_()
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g), torch.no_grad(): self.step()
-            self.graph = g
-        except Exception as e:  # fall back to eager steps; the reason is reported in Rollouts.info
-            self.graph, self.graph_error = None, f"{type(e).__name__}: {e}"[:300]
-            torch.cuda.synchronize(self.dev)
-        finally: torch.cuda.set_rng_state(rng, self.dev)  # so a seeded call samples the same whether or not it captured
+# %% ../nbs/14_engines.ipynb #886c36fc
+@patch
+def _capture(self:_Runner):
+    rng = torch.cuda.get_rng_state(self.dev)  # the warm-up steps sample: give the caller its random state back
+    try:
+        self.cache.pos.fill_(self.L - 1)
+        s = torch.cuda.Stream(self.dev); s.wait_stream(torch.cuda.current_stream(self.dev))
+        with torch.cuda.stream(s), torch.no_grad():
+            for _ in range(2):
+                self.cache.pos.fill_(self.L - 1); self.t.zero_(); self.step()
+        torch.cuda.current_stream(self.dev).wait_stream(s)
+        self.cache.pos.fill_(self.L - 1); self.t.zero_()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g), torch.no_grad(): self.step()
+        self.graph = g
+    except Exception as e:  # fall back to eager steps; the reason is reported in Rollouts.info
+        self.graph, self.graph_error = None, f"{type(e).__name__}: {e}"[:300]
+        torch.cuda.synchronize(self.dev)
+    finally: torch.cuda.set_rng_state(rng, self.dev)  # so a seeded call samples the same whether or not it captured
 
-    @torch.no_grad()
-    def run(self, rows, temperature, check_every=16)->list[list[int]]:
-        "Generate for `rows` (at most B prompts of at most P tokens); returns the raw token rows (pad after EOS)"
-        n = len(rows)
-        rows = rows + [rows[-1]] * (self.B - n)  # fill the batch with copies, dropped below
-        ids, mask = left_pad(rows, self.pad, self.P, self.dev)
-        if self.inv_temp is not None: self.inv_temp.fill_(1.0 / temperature)
-        self.valid.zero_(); self.valid[:, :self.P] = mask.bool()
-        self.finished.zero_(); self.out.fill_(self.pad); self.t.zero_(); self.cache.pos.zero_()
-        posid = (mask.cumsum(-1) - 1).clamp_(min=0)
-        ar = torch.arange(self.L, device=self.dev)
-        causal = ar[None, :] <= ar[:self.P, None]
-        m4 = (self.valid[:, None, None, :] & causal[None, None]) | (ar[None, :] == ar[:self.P, None])[None, None]
-        logits = self._forward(ids, m4, posid)  # prefill, eager: the shapes vary with the prompts
-        self.cache.pos.fill_(self.P); self.posid.copy_(mask.sum(-1, keepdim=True))
-        self._emit(logits)
-        for i in range(1, self.T):
-            if self.graph is not None: self.graph.replay()
-            else: self.step()
-            if i % check_every == 0 and bool(self.finished.all()): break
-        return self.out[:n].tolist()
+# %% ../nbs/14_engines.ipynb #e0294521
+@patch
+@torch.no_grad()
+def run(self:_Runner, rows, temperature, check_every=16)->list[list[int]]:
+    "Generate for `rows` (at most B prompts of at most P tokens); returns the raw token rows (pad after EOS)"
+    n = len(rows)
+    rows = rows + [rows[-1]] * (self.B - n)  # fill the batch with copies, dropped below
+    ids, mask = left_pad(rows, self.pad, self.P, self.dev)
+    if self.inv_temp is not None: self.inv_temp.fill_(1.0 / temperature)
+    self.valid.zero_(); self.valid[:, :self.P] = mask.bool()
+    self.finished.zero_(); self.out.fill_(self.pad); self.t.zero_(); self.cache.pos.zero_()
+    posid = (mask.cumsum(-1) - 1).clamp_(min=0)
+    ar = torch.arange(self.L, device=self.dev)
+    causal = ar[None, :] <= ar[:self.P, None]
+    m4 = (self.valid[:, None, None, :] & causal[None, None]) | (ar[None, :] == ar[:self.P, None])[None, None]
+    logits = self._forward(ids, m4, posid)  # prefill, eager: the shapes vary with the prompts
+    self.cache.pos.fill_(self.P); self.posid.copy_(mask.sum(-1, keepdim=True))
+    self._emit(logits)
+    for i in range(1, self.T):
+        if self.graph is not None: self.graph.replay()
+        else: self.step()
+        if i % check_every == 0 and bool(self.finished.all()): break
+    return self.out[:n].tolist()
 
 # %% ../nbs/14_engines.ipynb #242644f2
 _RUNNERS: dict = {}  # (id(model), B, P, T, greedy, eos, pad, graph) -> _Runner, oldest first

@@ -111,7 +111,9 @@ def samples_for(names,  # benchmark names
 
 def samples_from_profile(profile, names)->dict[str,int]:
     "`samples_for` with the profile's `eval_samples` and `eval_samples_small`"
-    return samples_for(names, profile['eval_samples'], profile['eval_samples_small'])
+    from plasticity_nb.config import spec
+    s = spec(profile, 'eval')
+    return samples_for(names, s.samples, s.samples_small)
 
 # %% ../nbs/06_evaluate.ipynb #5463d233
 def _requests(benchmarks:dict, samples)->list[tuple]:

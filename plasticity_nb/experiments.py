@@ -15,11 +15,11 @@ from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, mean_se, peak_wi
 from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
-__all__ = ['PARADIGMS', 'preflight', 'world', 'with_family', 'Request', 'obtain', 'wait_for', 'base_request', 'base_path',
-           'base_model', 'sft_request', 'sft_run', 'sft_records', 'sft_regimes', 'pick_branches', 'switch_steps',
-           'rl_request', 'rl_run', 'branch_points', 'branch_run', 'pure_rl_run', 'sequential', 'own_datasets',
-           'sequential_runs', 'memo', 'stronger', 'bigger', 'paradigm_request', 'paradigm_run', 'job_request',
-           'paradigm_todo', 'panel_start', 'paradigm_curves']
+__all__ = ['DAPO_ONLY', 'PARADIGMS', 'preflight', 'world', 'with_family', 'Request', 'obtain', 'wait_for', 'base_request',
+           'base_path', 'base_model', 'sft_request', 'sft_run', 'sft_records', 'sft_regimes', 'pick_branches',
+           'switch_steps', 'rl_request', 'rl_run', 'branch_points', 'branch_run', 'pure_rl_run', 'sequential',
+           'own_datasets', 'sequential_runs', 'memo', 'syn_settings', 'stronger', 'bigger', 'paradigm_request',
+           'paradigm_run', 'job_request', 'paradigm_todo', 'panel_start', 'paradigm_curves']
 
 # %% ../nbs/15_experiments.ipynb #f84cbf94
 def preflight(prof:Profile):
@@ -234,6 +234,23 @@ def memo(prof:Profile, kind:str,  # the registry kind, e.g. 'headroom'
     run = R.ensure(prof['runs'], kind, {'kind': kind, **_ids(prof, 'world'), **config}, lambda run: {'result': fn()})
     return run.summary()['result']
 
+# %% ../nbs/15_experiments.ipynb #b3332a6b
+DAPO_ONLY = ('gen_batch', 'ds_rounds', 'eps_high')  # RLSpec fields the methods do not take: no dynamic sampling, a symmetric clip
+
+def syn_settings(profile,  # a config.Profile (or dict with its keys)
+                 method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
+                 benchmarks:dict|None=None,  # the evaluation sets (their names pick avg@k or pass@1)
+                 **overrides  # run_syn arguments replacing the profile's
+                ):
+    "run_syn keyword arguments from a profile's RL spec (`config.spec(profile, 'rl')`)"
+    from plasticity_nb.evaluate import samples_from_profile
+    from plasticity_nb.syn import get_method
+    m = get_method(method, 'syn_settings')
+    s = spec(profile, 'rl')
+    kw = {k: v for k, v in vars(s).items() if k not in DAPO_ONLY} | dict(lr=s.lr * m.lr_scale, micro_tokens=profile['syn_micro_tokens'])
+    if benchmarks: kw |= {'benchmarks': benchmarks, 'eval_samples': samples_from_profile(profile, list(benchmarks))}
+    return {**kw, **overrides}
+
 # %% ../nbs/15_experiments.ipynb #b4b15f84
 PARADIGMS = tuple(paper.PARADIGMS)  # every paradigm of Figs 2 and 6, in the paper's order
 
@@ -255,7 +272,7 @@ def paradigm_request(prof:Profile, paradigm:str, init, origin:dict, seed:int, tr
     if paradigm in paper.paradigms('pure_rl'):
         return rl_request(prof, init, origin, algo=paradigm[:4], seed=seed, prompts=train_set, **({'variant': 'd'} if paradigm == 'dapo_d' else {}))
     if paradigm not in syn.METHODS: raise ValueError(f"paradigm {paradigm!r}; accepted: {', '.join(PARADIGMS)}")
-    kw = syn.syn_settings(prof, paradigm, w['benchmarks'], seed=seed)
+    kw = syn_settings(prof, paradigm, w['benchmarks'], seed=seed)
     cfg = {'kind': paradigm, 'init': str(init), 'origin': origin, 'prompts': train_set, 'n_prompts': len(w[train_set]),
            **_ids(prof, 'world'), **{k: v for k, v in kw.items() if k != 'benchmarks'}}
     train = lambda run: syn.run_syn(paradigm, str(init), w[train_set], run.path, resume=True, **kw)

@@ -255,7 +255,7 @@ class SigmoidFit:
     def a_post(self, p_sft:float)->float: return p_sft + self.pl
     def predict(self, x)->np.ndarray: return sigmoid_gain(x, self.pl, self.c_mid, self.b, self.eps)
 
-# %% ../nbs/20_fit.ipynb #a02edcad
+# %% ../nbs/20_fit.ipynb #41e65f62
 def _check_curve(x, y):
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.ndim != 1 or x.shape != y.shape: raise ValueError(f"fit: x and y_gain must be 1-d of equal length, got {x.shape} and {y.shape}")
@@ -263,6 +263,7 @@ def _check_curve(x, y):
     if (x < 0).any() or (np.diff(x) < 0).any(): raise ValueError("fit: x must be >= 0 and sorted ascending (the branch point (0, 0) first)")
     return x, y
 
+# %% ../nbs/20_fit.ipynb #b1f18764
 def _bounds_hit(p, x, y, free_c0:bool, method:str)->str:
     "The parameters of a bounded fit that ended on its box, e.g. 'A upper' ('' for none, and always for LTS)"
     if method not in ('trf', 'de'): return ''
@@ -272,6 +273,7 @@ def _bounds_hit(p, x, y, free_c0:bool, method:str)->str:
     return ', '.join(f'{k} lower' if v <= l + t else f'{k} upper'
                      for k, v, l, h, t in zip(names, p, lo, hi, tol) if v <= l + t or v >= h - t)
 
+# %% ../nbs/20_fit.ipynb #073bcdba
 def _failed(s, n_fit, out, fits, n)->SigmoidFit:
     nan = math.nan
     return SigmoidFit(nan, nan, nan, nan, nan, nan, nan, nan, n_fit, 0, np.zeros(n, bool), converged=False, identified=False,
@@ -318,7 +320,7 @@ def fit_curve(x,  # RL exaFLOPs from the branch point, ascending, starting with 
     if n_boot and f.converged: f.pl_se = bootstrap_se(x, y_gain, f, n_boot, seed)
     return f
 
-# %% ../nbs/20_fit.ipynb #cf309bfc
+# %% ../nbs/20_fit.ipynb #e623a92d
 def _law_jac(x, P):
     "The law (K x n) and its Jacobian (K x n x 4) in (B, c0, C_mid, A) for K parameter rows P"
     b, c0, cm, a = (P[:, i:i + 1] for i in range(4))
@@ -327,26 +329,33 @@ def _law_jac(x, P):
     dcm = np.where(cm > LAW_EPS, -d * ds * b / np.maximum(cm, LAW_EPS), 0.0)
     return c0 + d * s, np.stack([d * ds * lr, 1 - s, dcm, s], -1)
 
+# %% ../nbs/20_fit.ipynb #b80f5ea5
+def _lm_step(Ja, w, r, lam, f, t, l, h)->np.ndarray:
+    "One damped Gauss-Newton step per problem (rows of Ja: K x n x 4, held parameters zeroed by f); a parameter pushing against a bound it sits on is held"
+    eye = np.eye(4)
+    JW = (Ja * w[:, :, None]).transpose(0, 2, 1)
+    A = JW @ Ja; grad = (JW @ r[:, :, None])[:, :, 0]
+    dg = A[:, range(4), range(4)]
+    A = A + eye * (lam[:, None] * dg + 1e-12 * (dg.max(1, keepdims=True) + 1) + (1 - f))[:, None, :]
+    step = np.linalg.solve(A, grad[:, :, None])[:, :, 0]
+    blocked = ((t <= l) & (step < 0)) | ((t >= h) & (step > 0))  # pushing against a bound it sits on: hold it
+    if blocked.any():
+        m = (~blocked).astype(float)
+        A = A * m[:, :, None] * m[:, None, :] + eye * (1 - m)[:, None, :]
+        step = np.linalg.solve(A, (grad * m)[:, :, None])[:, :, 0]
+    return step
+
+# %% ../nbs/20_fit.ipynb #b46ae718
 def _lm(x, Y, W, P, lo, hi, free, max_iter:int=200, ftol:float=1e-12)->np.ndarray:
     "Batched Levenberg-Marquardt for K weighted problems on one x, steps projected onto [lo, hi]; returns K x 4 (B, c0, C_mid, A)"
     K = len(P); P = np.clip(np.array(P, float), lo, hi)
     fm = np.ones((K, 4)); fm[:, 1] = free
     g, J = _law_jac(x, P); r = Y - g; cost = (W * r * r).sum(1)
-    lam, act, eye = np.full(K, 1e-3), np.arange(K), np.eye(4)
+    lam, act = np.full(K, 1e-3), np.arange(K)
     for _ in range(max_iter):
         if act.size == 0: break
         t, w, f, l, h = P[act], W[act], fm[act], lo[act], hi[act]
-        Ja = J[act] * f[:, None, :]
-        JW = (Ja * w[:, :, None]).transpose(0, 2, 1)
-        A = JW @ Ja; grad = (JW @ r[act][:, :, None])[:, :, 0]
-        dg = A[:, range(4), range(4)]
-        A = A + eye * (lam[act, None] * dg + 1e-12 * (dg.max(1, keepdims=True) + 1) + (1 - f))[:, None, :]
-        step = np.linalg.solve(A, grad[:, :, None])[:, :, 0]
-        blocked = ((t <= l) & (step < 0)) | ((t >= h) & (step > 0))  # pushing against a bound it sits on: hold it
-        if blocked.any():
-            m = (~blocked).astype(float)
-            A = A * m[:, :, None] * m[:, None, :] + eye * (1 - m)[:, None, :]
-            step = np.linalg.solve(A, (grad * m)[:, :, None])[:, :, 0]
+        step = _lm_step(J[act] * f[:, None, :], w, r[act], lam[act], f, t, l, h)
         new = np.clip(t + step, l, h)
         g2, J2 = _law_jac(x, new); r2 = Y[act] - g2; c2 = (w * r2 * r2).sum(1)
         ok = c2 < cost[act]
@@ -356,12 +365,22 @@ def _lm(x, Y, W, P, lo, hi, free, max_iter:int=200, ftol:float=1e-12)->np.ndarra
         act = act[~((ok & ((rel < ftol) | (c2 < 1e-24))) | (lam[act] > 1e10))]
     return P
 
-# %% ../nbs/20_fit.ipynb #2327bfd0
+# %% ../nbs/20_fit.ipynb #80c34321
 def _leverage(x, P, free_c0:bool, u)->np.ndarray:
     "Diagonal of the linearised hat matrix J (J'J)^-1 J' on the points u"
     J = _law_jac(x, P[None])[1][0][u][:, [0, 1, 2, 3] if free_c0 else [0, 2, 3]]
     return np.einsum('ij,ij->i', J @ np.linalg.pinv(J.T @ J), J)
 
+# %% ../nbs/20_fit.ipynb #c3492a18
+def _boot_box(method:str, x, Y, free_c0:bool)->tuple[np.ndarray, np.ndarray]:
+    "Bounds (K x 4, in (B, c0, C_mid, A)) of the refits of K resampled curves Y on x: the fit's own box per resample, none for LTS"
+    lo, hi = np.full((len(Y), 4), -np.inf), np.full((len(Y), 4), np.inf)
+    if method in ('trf', 'de'):  # the fit's own box, recomputed from each resample
+        cols = [0, 1, 2, 3] if free_c0 else [0, 2, 3]
+        for k in range(len(Y)): lo[k, cols], hi[k, cols] = (fit_bounds if method == 'trf' else _de_bounds)(x, Y[k], free_c0)
+    return lo, hi
+
+# %% ../nbs/20_fit.ipynb #a20d85ab
 def bootstrap_se(x, y_gain, fit:SigmoidFit,
                  n_boot:int=200,  # resamples
                  seed:int=0  # seed of the resampling
@@ -379,15 +398,12 @@ def bootstrap_se(x, y_gain, fit:SigmoidFit,
     r = (y - yhat)[pool] / np.sqrt(1 - np.clip(_leverage(x, P, free, pool), 0, 0.99)); r = r - r.mean()
     Y = np.broadcast_to(yhat, (n_boot, len(x))).copy()
     Y[:, u] += np.random.default_rng(seed).choice(r, size=(n_boot, int(u.sum())), replace=True)
-    lo, hi = np.full((n_boot, 4), -np.inf), np.full((n_boot, 4), np.inf)
-    if fit.method in ('trf', 'de'):  # the fit's own box, recomputed from each resample
-        cols = [0, 1, 2, 3] if free else [0, 2, 3]
-        for k in range(n_boot): lo[k, cols], hi[k, cols] = (fit_bounds if fit.method == 'trf' else _de_bounds)(x[kept], Y[k, kept], free)
+    lo, hi = _boot_box(fit.method, x[kept], Y[:, kept], free)
     Pb = _lm(x, Y, np.broadcast_to(kept.astype(float), Y.shape), np.tile(P, (n_boot, 1)), lo, hi, np.full(n_boot, free))
     q = np.percentile(Pb[:, 3], [15.865, 84.135])
     return float((q[1] - q[0]) / 2)
 
-# %% ../nbs/20_fit.ipynb #129aeb1d
+# %% ../nbs/20_fit.ipynb #c77427a6
 SPLIT_FRACTIONS = (0.6, 0.7, 0.8)  # training shares of the grid: around the paper's 71%
 MIN_POINTS = 5  # fewest training points (and LTS points) a grid entry may have
 
@@ -402,6 +418,7 @@ def default_grid(n:int,  # points in the curve (branch point included)
     room = lambda k, r, a: not r or int(a * k) >= MIN_POINTS  # h leaves more informative points than parameters
     return [FitSettings((0, k), (k, n), t, r, a, fc) for fc in free_c0 for k in nfits for r, a in rob for t in taus if room(k, r, a)]
 
+# %% ../nbs/20_fit.ipynb #264b13b8
 def select_settings(x,  # RL exaFLOPs from the branch point, ascending, starting with the branch point 0
                     y_gain,  # gain over P_sft at x
                     grid:list|None=None,  # settings to choose from; default `default_grid(len(x))`

@@ -17,7 +17,7 @@ __all__ = ['GRID', 'GRID_SD', 'NU_SHAPE', 'NU_NOISE', 'SHAPE_FLOOR', 'A_FLOOR', 
            'grid_posterior', 'mixture_quantiles', 'weighted_median', 'Forecast', 'forecast_branch', 'shape_row',
            'group_prior', 'pooled_prior', 'kit_fit', 'branch_shapes', 'prior_for', 'prefix', 'forecast_branches',
            'backtest', 'backtest_summary', 'forecast_curves', 'cache_branches', 'read_curves', 'branches_of', 'records',
-           'fit_rows', 'plot_branches', 'fit_main', 'forecast_main']
+           'fit_rows', 'fit_main', 'forecast_main']
 
 # %% ../nbs/25_forecast.ipynb #92ca428c
 GRID = (32, 64)  # grid points in log B and in log C_mid
@@ -94,7 +94,7 @@ def weighted_median(a, w)->float:
     o = np.argsort(a); c = np.cumsum(w[o])
     return float(a[o][np.searchsorted(c, 0.5 * c[-1])])
 
-# %% ../nbs/25_forecast.ipynb #75dc7f01
+# %% ../nbs/25_forecast.ipynb #9876f7bd
 @dataclass
 class Forecast:
     "A_post of one branch from its curve so far: posterior median and central intervals (points), the shape, the compute seen"
@@ -121,6 +121,31 @@ def _summary(post:dict, p_sft, branch, x, used, prior)->Forecast:
                     weighted_median(c, w), weighted_median(b, w), weighted_median(c * 19.0 ** (1 / b), w),
                     float(x[-1]), len(x), int(used.sum()), prior.n_branches)
 
+# %% ../nbs/25_forecast.ipynb #ad5e5602
+def _rl_points(x, gain, branch=None)->tuple[np.ndarray, np.ndarray]:
+    "The RL points of a curve (x > 0), checked: finite, 1-d, x strictly increasing, at least MIN_POINTS of them"
+    x, g = np.asarray(x, float), np.asarray(gain, float)
+    if x.ndim != 1 or x.shape != g.shape or not (np.isfinite(x).all() and np.isfinite(g).all()):
+        raise ValueError(f"forecast {branch!r}: x and gain must be finite 1-d arrays of equal length")
+    pos = x > 0; x, g = x[pos], g[pos]
+    if len(x) < MIN_POINTS or (np.diff(x) <= 0).any():
+        raise ValueError(f"forecast {branch!r}: {len(x)} RL points after the branch point; need >= {MIN_POINTS} with x strictly increasing")
+    return x, g
+
+# %% ../nbs/25_forecast.ipynb #5dbe1bf3
+def _outlier_rounds(x, g, p_sft:float, prior:Prior, tau:float, rounds:int)->tuple[dict, np.ndarray]:
+    "The posterior after the outlier rounds (points whose modified Z-score from the posterior mode exceeds tau are dropped), and the points kept"
+    keep = np.ones(len(x), bool)
+    for r in range(rounds + 1):
+        post = grid_posterior(x[keep], g[keep], p_sft, prior)
+        if r == rounds: break
+        i = np.argmax(post['w'])
+        new = np.abs(modified_zscore(g - post['pl'][i] * expit(np.exp(post['u'][i]) * (np.log(x) - post['v'][i])))) <= tau
+        if (new == keep).all() or new.sum() < MIN_POINTS: break
+        keep = new
+    return post, keep
+
+# %% ../nbs/25_forecast.ipynb #5371120c
 def forecast_branch(x,  # RL compute (or steps) since the branch point, ascending; the branch point x = 0 may be included
                     gain,  # score - P_sft at x (points)
                     p_sft:float,  # the score at the branch point
@@ -130,21 +155,9 @@ def forecast_branch(x,  # RL compute (or steps) since the branch point, ascendin
                     branch=None  # the branch's name, carried into the result
                    )->Forecast:
     "Forecast A_post with 68% and 95% intervals from a (partial) RL curve"
-    x, g = np.asarray(x, float), np.asarray(gain, float)
-    if x.ndim != 1 or x.shape != g.shape or not (np.isfinite(x).all() and np.isfinite(g).all()):
-        raise ValueError(f"forecast {branch!r}: x and gain must be finite 1-d arrays of equal length")
-    pos = x > 0; x, g = x[pos], g[pos]
-    if len(x) < MIN_POINTS or (np.diff(x) <= 0).any():
-        raise ValueError(f"forecast {branch!r}: {len(x)} RL points after the branch point; need >= {MIN_POINTS} with x strictly increasing")
+    x, g = _rl_points(x, gain, branch)
     prior = prior or default_prior(np.r_[0, x], np.r_[0, g], p_sft)
-    keep = np.ones(len(x), bool)
-    for r in range(rounds + 1):
-        post = grid_posterior(x[keep], g[keep], p_sft, prior)
-        if r == rounds: break
-        i = np.argmax(post['w'])
-        new = np.abs(modified_zscore(g - post['pl'][i] * expit(np.exp(post['u'][i]) * (np.log(x) - post['v'][i])))) <= tau
-        if (new == keep).all() or new.sum() < MIN_POINTS: break
-        keep = new
+    post, keep = _outlier_rounds(x, g, p_sft, prior, tau, rounds)
     return _summary(post, p_sft, branch, x, keep, prior)
 
 # %% ../nbs/25_forecast.ipynb #1e51db68
@@ -217,13 +230,14 @@ def prior_for(shapes:pd.DataFrame, branch, group='', curve=None)->Prior:
     if len(others) >= 2: return pooled_prior(others, group)
     return default_prior(*curve)
 
-# %% ../nbs/25_forecast.ipynb #459356a9
+# %% ../nbs/25_forecast.ipynb #fbf7af41
 def prefix(b:dict, upto:float)->dict:
     "The branch with only its first fraction `upto` of RL points (at least MIN_POINTS) after the branch point"
     if not 0 < upto <= 1: raise ValueError(f"--upto {upto}: expected a fraction in (0, 1]")
     k = 1 + max(MIN_POINTS, int(round(upto * (len(b['x']) - 1))))
     return {**b, 'x': b['x'][:k], 'gain': b['gain'][:k]}
 
+# %% ../nbs/25_forecast.ipynb #18d1691b
 def forecast_branches(branches:list, shapes:pd.DataFrame, upto:float=1.0)->list[Forecast]:
     "Forecast each branch from its first fraction `upto`, the prior pooled from the other branches' full-curve shapes"
     out = []
@@ -281,7 +295,7 @@ def cache_branches(cache, settings=None)->tuple[list, list]:
         fits.append(kit_fit(x, g, smap.get((br['scene'], br['ckpt']), 'select')))
     return out, fits
 
-# %% ../nbs/25_forecast.ipynb #d17e3e23
+# %% ../nbs/25_forecast.ipynb #9df00549
 CURVE_FILE_COLUMNS = dict(branch='any non-empty name', x='a finite number >= 0 (RL compute or steps since the branch point)',
                           score='a finite number (points)', sft_x='a finite number (SFT compute of the branch point)',
                           val_loss='a finite number (SFT validation loss at the branch point)', group='a name (branches pooled first within it)')
@@ -303,6 +317,7 @@ def _records(path)->tuple[str, list, list|None]:
     try: return read_records(path)[1:]
     except DataError as e: raise ValueError(f"{e} (curve files: {ACCEPTED_FILES})") from None
 
+# %% ../nbs/25_forecast.ipynb #c94467ed
 def _value(v, col, where):
     bad = lambda: ValueError(f"{where}: {col} = {v!r} is not {CURVE_FILE_COLUMNS[col]}")
     if col in ('branch', 'group'):
@@ -314,6 +329,7 @@ def _value(v, col, where):
     if not math.isfinite(f) or (col == 'x' and f < 0): raise bad()
     return f
 
+# %% ../nbs/25_forecast.ipynb #ab158a5d
 def read_curves(path)->pd.DataFrame:
     "A tidy curve file (branch, x, score; optional sft_x, val_loss, group) validated row by row; errors name the file and line"
     word, recs, cols = _records(path)
@@ -368,25 +384,7 @@ def fit_rows(branches:list, how='select')->list[dict]:
         rows.append(r)
     return rows
 
-# %% ../nbs/25_forecast.ipynb #b802c903
-def plot_branches(branches:list, rows:list[dict], path=None):
-    "Each branch's scores and the fitted law with its A_post and 68% band; saved to `path` when given"
-    import matplotlib.pyplot as plt
-    from plasticity_nb.fit import sigmoid_gain
-    n = len(branches); cols = min(n, 4); nr = -(-n // cols)
-    fig, axs = plt.subplots(nr, cols, figsize=(3.2 * cols, 2.6 * nr), squeeze=False)
-    for ax, b, r in zip(axs.flat, branches, rows):
-        xx = np.linspace(0, b['x'].max() * 1.5, 200)
-        ax.plot(b['x'], b['p_sft'] + b['gain'], '.', ms=3, color='0.5')
-        ax.plot(xx, r['p_sft'] + sigmoid_gain(xx, r['pl_rl'], r['c_mid'], r['b']), color='C0')
-        ax.axhspan(r['a_post_lo68'], r['a_post_hi68'], color='C1', alpha=0.2); ax.axhline(r['a_post'], color='C1', ls='--', lw=1)
-        ax.set_title(f"{b['branch']}: A_post {r['a_post']:.1f}", fontsize=8); ax.tick_params(labelsize=7)
-    for ax in axs.flat[n:]: ax.axis('off')
-    fig.tight_layout()
-    if path: fig.savefig(path, dpi=120)
-    return fig
-
-# %% ../nbs/25_forecast.ipynb #3ba4baef
+# %% ../nbs/25_forecast.ipynb #36a5e5e8
 def _parser(prog, what):
     from plasticity_nb.parsing import Parser
     p = Parser(prog=prog, description=what)
@@ -398,6 +396,7 @@ def _print(recs:list[dict], as_json:bool):
     if as_json: print(json.dumps(recs, indent=1))
     else: print(pd.DataFrame(recs).to_string(index=False, float_format=lambda v: f'{v:.2f}'))
 
+# %% ../nbs/25_forecast.ipynb #a513e95c
 def fit_main(argv=None)->int:
     "`plasticity fit CURVES`: the authors' fit of every branch of a curve file, with intervals; exit 2 on a bad file"
     p = _parser('plasticity fit', "Fit the sigmoidal law to every branch of a tidy curve file (branch, x, score; x = 0 is P_sft): "
@@ -408,10 +407,13 @@ def fit_main(argv=None)->int:
     if not a.curves: p.error('give a curve file (or --cache DIR for the authors\' released branches)')
     bs = branches_of(read_curves(a.curves), a.curves, min_points=MIN_POINTS if a.quick else 6)
     rows = fit_rows(bs, 'quick' if a.quick else 'select')
-    if a.figure: plot_branches(bs, rows, a.figure)
+    if a.figure:
+        from plasticity_nb.plots import plot_branches
+        plot_branches(bs, rows, a.figure)
     _print(records(rows, OUT_FIELDS[:10] + ['a_post_bayes', 'identified', 'bound', 'sft_x', 'val_loss', 'n_points']), a.json)
     return 0
 
+# %% ../nbs/25_forecast.ipynb #cf59717f
 def forecast_main(argv=None)->int:
     "`plasticity forecast CURVES | --cache DIR --upto F`: A_post with 68%/95% intervals from partial curves, or the backtest"
     p = _parser('plasticity forecast', "Forecast A_post with 68% and 95% intervals from partial RL curves, the curve shape pooled "

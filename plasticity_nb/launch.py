@@ -208,7 +208,7 @@ class SlurmLauncher(Launcher):
         cfg = p.get('launch_config') or None
         job = ex.submit(node_task, train_kind, str(run_file), gpus, nodes, cfg)
         return dict(launcher=self.name, job_id=str(job.job_id), log=str(job.paths.stdout).replace('%j', str(job.job_id)),
-                    command=shlex.join(train_command(train_kind, run_file, gpus, nodes, cfg)))
+                    command=shlex.join(train_command(train_kind, run_file, gpus, nodes, cfg, main_ip='FIRST_NODE' if nodes > 1 else None)))  # node 0's; the job finds its first node
     def _gpu_node(self)->bool: return self.prof.get('device') != 'cpu' and bool(self.prof.get('model_path'))  # tiny worlds train on CPUs
     def state(self, rec)->tuple[str, str]: return slurm_state(rec['job_id'])
 

@@ -37,9 +37,9 @@ def bench_digest(bench:dict)->dict[str, str]:
             for b, rows in sorted(bench.items())}
 
 def ood_eval_kw(prof)->dict:
-    "The OOD evaluations' settings: the profile's in-domain ones (pass@1 from `eval_samples` samples, temperature, length, seed, greedy, engine)"
-    return dict(samples=int(prof['eval_samples']), temperature=float(prof['temperature']), max_new_tokens=int(prof['max_new_tokens']),
-                seed=int(prof['seed']), greedy=bool(prof['eval_greedy']), engine=prof['rollout_engine'])
+    "The OOD evaluations' settings: the profile's `EvalSpec` (pass@1 from `eval_samples` samples, temperature, length, seed, greedy, engine)"
+    from plasticity_nb.config import spec
+    return {k: v for k, v in vars(spec(prof, 'eval')).items() if k != 'samples_small'}  # every OOD set is scored pass@1
 
 # %% ../nbs/18_ood.ipynb #63caa680
 def _scores(samples:list[dict], names)->dict:

@@ -23,10 +23,10 @@ PURE_RL = dict(p0=46.7, a_post=72.0)  # DAPO from the base model
 
 # %% ../nbs/24_paper.ipynb #cf0f5cd4
 FIG3_MEAN_A_POST = {'general': 82.3, 's1K': 76.8, 'hard102K': 79.5, 'uniform102K': 78.2, 'easy102K': 77.7}
+"Fig 3: mean fitted A_post over a data set's SFT branches (Pure-RL excluded)"
 # the paper's data sets by the names of the package's worlds: their rows, as their names say (sections 4 and 8)
 DATA_ROWS = {'full': 889_000, 'uniform': 102_000, 'easy': 102_000, 'hard': 102_000, 'uniform2x': 220_000, 'uniform4x': 440_000,
              's1k': 1_000, 'mix': 37_000, 'rl': 62_000}
-"Fig 3: mean fitted A_post over a data set's SFT branches (Pure-RL excluded)"
 MIN_VAL_LOSS = {'s1K': 0.51, 'easy102K': 0.44, 'uniform102K': 0.42, 'hard102K': 0.40, 'general': 0.37}
 FIG8A = dict(pearson=-0.92, spearman=-1.00)
 TABLE5 = pd.DataFrame(dict(dataset=['s1K', 'uniform102K', 'uniform220K', 'uniform440K', 'general'],

@@ -12,7 +12,7 @@ import seaborn as sns
 # %% auto #0
 __all__ = ['DATASET_LABELS', 'REGIME_COLORS', 'FLOP_UNITS', 'label', 'compute_unit', 'shade_regimes', 'clip_errorbars',
            'plot_ceiling_panels', 'plot_fitted_curves', 'plot_ceiling_vs_loss', 'plot_score_vs_compute',
-           'plot_headroom']
+           'plot_headroom', 'plot_branches']
 
 # %% ../nbs/23_plots.ipynb #22d6a5d9
 DATASET_LABELS = {'general': 'SFT889K', 's1K': 'S1K', 'easy102K': 'Easy102K', 'uniform102K': 'Uniform102K',
@@ -55,7 +55,7 @@ def clip_errorbars(ax, values, x, y, se, pad:float=0.15):
         if yi + s > hi + m: ax.plot(xi, hi + m, marker='^', color='tab:blue', ms=6, clip_on=False, zorder=6)
         if yi - s < lo - m: ax.plot(xi, lo - m, marker='v', color='tab:blue', ms=6, clip_on=False, zorder=6)
 
-# %% ../nbs/23_plots.ipynb #92415471
+# %% ../nbs/23_plots.ipynb #feb20283
 def _score_and_loss_axes(n, ncols=3):
     "One column per data set: scores on top, SFT validation loss below on the same compute axis"
     sns.set_theme(style='whitegrid', context='notebook', font_scale=0.85)
@@ -68,6 +68,37 @@ def _score_and_loss_axes(n, ncols=3):
         else: bottom.sharex(top)
     return fig, pairs[:n]
 
+# %% ../nbs/23_plots.ipynb #52416820
+def _ceiling_panel(ax, d, x, pure):
+    "One data set's scores: A_post with its error bars, P_sft, PL_rl as arrows (labelled where there is room) and the Pure-RL line"
+    ax.errorbar(x, d.a_post, yerr=d.get('a_post_se'), marker='o', ms=4, capsize=2, label='$A_{post}$ (fitted ceiling)')
+    ax.plot(x, d.p_sft, marker='s', ms=4, label='$P_{sft}$ (branch point)')
+    last = -np.inf; gap = 0.06*(x.max() - x.min()) if len(x) > 1 else 0
+    for xi, p, g in zip(x, d.p_sft, d.pl_rl):
+        ax.annotate('', (xi, p + g), (xi, p), arrowprops=dict(arrowstyle='->', color='gray', lw=1))
+        if xi - last < gap: continue  # crowded branch points: the arrow alone
+        ax.annotate(f'{g:+.1f}', (xi, p + g/2), xytext=(4, 0), textcoords='offset points', fontsize=7, color='gray', va='center'); last = xi
+    if pure is not None and len(pure):
+        ax.axhline(float(pure.a_post.iloc[0]), color='tab:red', ls='--', lw=1, label='Pure-RL $A_{post}$')
+    clip_errorbars(ax, d.p_sft.tolist() + d.a_post.tolist() + ([float(pure.a_post.iloc[0])] if pure is not None and len(pure) else []),
+                   x, d.a_post, d.get('a_post_se'))
+
+# %% ../nbs/23_plots.ipynb #8a3e427e
+def _loss_panel(lax, v, x, unit:str):
+    "The SFT validation loss under the scores (`v` already in the plotted unit), a dotted line at each branch point"
+    if v is not None and len(v): lax.plot(v.exaflops, v.val_loss, color='k', lw=1, marker='.', ms=3)
+    for xi in x: lax.axvline(xi, color='gray', ls=':', lw=0.8)
+    lax.set(xlabel=f'SFT compute ({unit})', ylabel='val loss')
+
+def _ceiling_legend(ax, val):
+    "The legend of the first panel, with one entry per SFT regime shown"
+    handles, labels = ax.get_legend_handles_labels()
+    if val is not None and 'regime' in val:
+        from matplotlib.patches import Patch
+        for r in dict.fromkeys(val.regime.dropna()): handles.append(Patch(color=REGIME_COLORS[r], alpha=0.6)); labels.append(f'{r} regime')
+    ax.legend(handles, labels, loc='lower right', fontsize=6.5)
+
+# %% ../nbs/23_plots.ipynb #7e44b699
 def plot_ceiling_panels(fits:pd.DataFrame,  # one row per branch: dataset, x_sft, p_sft, pl_rl, a_post[, a_post_se]
                         val:pd.DataFrame|None=None,  # SFT validation loss: dataset, exaflops, val_loss[, regime]
                         datasets=None,
@@ -84,28 +115,12 @@ def plot_ceiling_panels(fits:pd.DataFrame,  # one row per branch: dataset, x_sft
         v = val[val.dataset == ds].sort_values('exaflops') if val is not None else None
         if v is not None and len(v) and 'regime' in v:
             for a in (ax, lax): shade_regimes(a, v.exaflops*mult, v.regime)
-        ax.errorbar(x, d.a_post, yerr=d.get('a_post_se'), marker='o', ms=4, capsize=2, label='$A_{post}$ (fitted ceiling)')
-        ax.plot(x, d.p_sft, marker='s', ms=4, label='$P_{sft}$ (branch point)')
-        last = -np.inf; gap = 0.06*(x.max() - x.min()) if len(x) > 1 else 0
-        for xi, p, g in zip(x, d.p_sft, d.pl_rl):
-            ax.annotate('', (xi, p + g), (xi, p), arrowprops=dict(arrowstyle='->', color='gray', lw=1))
-            if xi - last < gap: continue  # crowded branch points: the arrow alone
-            ax.annotate(f'{g:+.1f}', (xi, p + g/2), xytext=(4, 0), textcoords='offset points', fontsize=7, color='gray', va='center'); last = xi
-        if pure is not None and len(pure):
-            ax.axhline(float(pure.a_post.iloc[0]), color='tab:red', ls='--', lw=1, label='Pure-RL $A_{post}$')
-        clip_errorbars(ax, d.p_sft.tolist() + d.a_post.tolist() + ([float(pure.a_post.iloc[0])] if pure is not None and len(pure) else []),
-                       x, d.a_post, d.get('a_post_se'))
+        _ceiling_panel(ax, d, x, pure)
         ax.set(title=label(ds), ylabel='score (points)', xlabel='' if lax is not None else f'SFT compute ({unit})')
         if lax is None: continue
-        if v is not None and len(v): lax.plot(v.exaflops*mult, v.val_loss, color='k', lw=1, marker='.', ms=3)
-        for xi in x: lax.axvline(xi, color='gray', ls=':', lw=0.8)
-        lax.set(xlabel=f'SFT compute ({unit})', ylabel='val loss')
+        _loss_panel(lax, None if v is None else v.assign(exaflops=v.exaflops*mult), x, unit)
         ax.tick_params(labelbottom=False)
-    handles, labels = pairs[0][0].get_legend_handles_labels()
-    if val is not None and 'regime' in val:
-        from matplotlib.patches import Patch
-        for r in dict.fromkeys(val.regime.dropna()): handles.append(Patch(color=REGIME_COLORS[r], alpha=0.6)); labels.append(f'{r} regime')
-    pairs[0][0].legend(handles, labels, loc='lower right', fontsize=6.5)
+    _ceiling_legend(pairs[0][0], val)
     fig.tight_layout(rect=(0, 0.35/fig.get_figheight() if note else 0, 1, 1))  # room for the caption
     if note: fig.text(0.01, 0.01, note, fontsize=7.5, style='italic', va='bottom')
     return fig
@@ -181,4 +196,21 @@ def plot_headroom(h:pd.DataFrame,  # rows: model, level, greedy, pass_1, pass_k 
     ax.set(xlabel='difficulty (steps)', ylabel='score (points)', ylim=(-2, 102), title='Headroom: what RL can sharpen, per difficulty')
     ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))  # outside: the curves stay readable
     fig.tight_layout()
+    return fig
+
+# %% ../nbs/23_plots.ipynb #b802c903
+def plot_branches(branches:list, rows:list[dict], path=None):
+    "Each branch's scores and the fitted law with its A_post and 68% band; saved to `path` when given"
+    from plasticity_nb.fit import sigmoid_gain
+    n = len(branches); cols = min(n, 4); nr = -(-n // cols)
+    fig, axs = plt.subplots(nr, cols, figsize=(3.2 * cols, 2.6 * nr), squeeze=False)
+    for ax, b, r in zip(axs.flat, branches, rows):
+        xx = np.linspace(0, b['x'].max() * 1.5, 200)
+        ax.plot(b['x'], b['p_sft'] + b['gain'], '.', ms=3, color='0.5')
+        ax.plot(xx, r['p_sft'] + sigmoid_gain(xx, r['pl_rl'], r['c_mid'], r['b']), color='C0')
+        ax.axhspan(r['a_post_lo68'], r['a_post_hi68'], color='C1', alpha=0.2); ax.axhline(r['a_post'], color='C1', ls='--', lw=1)
+        ax.set_title(f"{b['branch']}: A_post {r['a_post']:.1f}", fontsize=8); ax.tick_params(labelsize=7)
+    for ax in axs.flat[n:]: ax.axis('off')
+    fig.tight_layout()
+    if path: fig.savefig(path, dpi=120)
     return fig

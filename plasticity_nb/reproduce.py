@@ -147,6 +147,7 @@ def figure_kernel_class():
             finally: _KERNELS.discard(self)
     return FigureKernel
 
+# %% ../nbs/30_reproduce.ipynb #2612542f
 def _signal_kernels(sig, skip=())->list:
     "Send `sig` to the process group of each running figure kernel not in `skip`; the kernels signalled"
     hit = []
@@ -190,13 +191,13 @@ def run_figure(fig:Figure, prof:Profile, out:Path, params:dict|None=None,
                cancel:threading.Event|None=None  # set by an interrupted batch: do not start; a stopped notebook is 'interrupted'
               )->Outcome:
     "Execute one figure notebook with papermill into `out`; never raises for a failing notebook"
-    import papermill as pm
     stopped = lambda: cancel is not None and cancel.is_set()
     if stopped(): return Outcome(fig.name, 'cancelled', 0, 'not started: the batch was interrupted')
     why = missing_input(fig, prof)
     if why: return Outcome(fig.name, 'skipped', 0, why)
     nb = figures_dir(prof)/f'{fig.notebook or fig.name}.ipynb'
     if not nb.exists(): return Outcome(fig.name, 'failed', 0, f'notebook {nb} not found')
+    import papermill as pm  # only now: the answers above need no notebook machinery
     t0, before = time.time(), _snapshot(out, fig.name)
     params = {**fig.params, **(params or {}), 'profile': prof.name, 'out_dir': str(out), 'settings': prof.path}
     failed = out/f'{fig.name}.failed.ipynb'
@@ -208,18 +209,22 @@ def run_figure(fig:Figure, prof:Profile, out:Path, params:dict|None=None,
             except Exception:
                 if t.exists() and not stopped(): shutil.copyfile(t, failed)  # kept whole, under a name that says it failed
                 raise
-    except Exception as e:
-        if stopped(): return Outcome(fig.name, 'interrupted', time.time()-t0, 'stopped by the interrupt; outputs of an earlier run kept')
-        for p in figure_outputs(out, fig.name): p.unlink(missing_ok=True)  # an earlier run's files would pass for this one's
-        if getattr(e, 'ename', '') == 'RunsPending':  # a detached batch: its runs are submitted, the figure waits for a rerun
-            failed.unlink(missing_ok=True)
-            return Outcome(fig.name, 'pending', time.time()-t0, str(getattr(e, 'evalue', e))[:300])
-        msg = str(e).strip().splitlines()
-        last = next((l for l in reversed(msg) if l.strip() and not set(l.strip()) <= set('-')), repr(e))
-        return Outcome(fig.name, 'failed', time.time()-t0, f'{last[:300]} (see {failed.name})' if failed.exists() else last[:300])
+    except Exception as e: return _failure(fig, out, failed, e, stopped(), time.time()-t0)
     for p, mtime in before.items():  # files of this output that the run did not rewrite are stale
         if p.exists() and p.stat().st_mtime_ns == mtime: p.unlink()
     return Outcome(fig.name, 'ran', time.time()-t0)
+
+# %% ../nbs/30_reproduce.ipynb #d3d535ec
+def _failure(fig:Figure, out:Path, failed:Path, e:Exception, stopped:bool, seconds:float)->Outcome:
+    "The outcome of a notebook that raised `e`: interrupted (outputs kept), pending (its runs are submitted) or failed"
+    if stopped: return Outcome(fig.name, 'interrupted', seconds, 'stopped by the interrupt; outputs of an earlier run kept')
+    for p in figure_outputs(out, fig.name): p.unlink(missing_ok=True)  # an earlier run's files would pass for this one's
+    if getattr(e, 'ename', '') == 'RunsPending':  # a detached batch: its runs are submitted, the figure waits for a rerun
+        failed.unlink(missing_ok=True)
+        return Outcome(fig.name, 'pending', seconds, str(getattr(e, 'evalue', e))[:300])
+    msg = str(e).strip().splitlines()
+    last = next((l for l in reversed(msg) if l.strip() and not set(l.strip()) <= set('-')), repr(e))
+    return Outcome(fig.name, 'failed', seconds, f'{last[:300]} (see {failed.name})' if failed.exists() else last[:300])
 
 # %% ../nbs/30_reproduce.ipynb #5aeebf05
 def select_figures(only:str|list|None=None)->list[Figure]:
@@ -293,7 +298,70 @@ def _remove_parts(out:Path, figs):
     for f in figs:
         for p in out.glob(f'.{f.name}*.part*'): p.unlink(missing_ok=True)
 
-# %% ../nbs/30_reproduce.ipynb #f52558d8
+# %% ../nbs/30_reproduce.ipynb #3522f689
+def _batch_threads(prof:Profile, jobs:int):
+    "Set (unless set) the threads the batch's kernels inherit: cpu_count // jobs each, and whether CPU trainings share the cores"
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(k, threads)  # the kernels inherit them
+    os.environ.setdefault(SHARE_ENV, str(os.cpu_count() or 1) if prof['share_cores'] else '0')  # CPU trainings side by side share the cores (runs.share_threads)
+
+# %% ../nbs/30_reproduce.ipynb #1979724e
+def _interrupted(sig:str, out:Path, figs:list, outcomes:dict, started:set, prof:Profile):
+    "Write REPORT.md of a batch that `sig` stopped (figures not ended: interrupted or cancelled) and raise BatchInterrupted"
+    for f in figs:
+        if f.name not in outcomes or outcomes[f.name].status == 'cancelled':
+            outcomes[f.name] = (Outcome(f.name, 'interrupted', 0, 'stopped by the interrupt') if f.name in started
+                                else Outcome(f.name, 'cancelled', 0, 'not started: the batch was interrupted'))
+    outcomes = [outcomes[f.name] for f in figs]
+    rep = write_report(out, outcomes, prof, interrupted=sig)
+    n = {s: sum(o.status == s for o in outcomes) for s in ('interrupted', 'cancelled')}
+    from plasticity_nb.launch import launcher_name
+    remote = launcher_name(prof) != 'inprocess'
+    raise BatchInterrupted(f"interrupted by {sig}: {n['interrupted']} notebook(s) stopped, "
+                           f"{n['cancelled']} not started; report: {rep}"
+                           + ('; submitted jobs keep running: the same command again attaches to them' if remote else '')) from None
+
+# %% ../nbs/30_reproduce.ipynb #3259a8d5
+def _summary(outcomes:list[Outcome], out, rep)->str:
+    "The batch's last line: notebooks that ran, failed, were skipped or wait for their runs; where the outputs are"
+    n = {s: sum(o.status == s for o in outcomes) for s in ('ran', 'failed', 'skipped', 'pending')}
+    return (f"{n['ran']} ran, {n['failed']} failed, {n['skipped']} skipped" + (f", {n['pending']} pending (their runs are submitted: "
+            "run the same command again later)" if n['pending'] else '') + f" -> {out} (report: {rep})")
+
+# %% ../nbs/30_reproduce.ipynb #82ecc400
+def _run_batch(profile, only, out_dir, settings, params, jobs)->list[Outcome]:
+    from tqdm.auto import tqdm
+    figs = select_figures(only)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise SettingsError(f"jobs={jobs!r}: notebooks run at once must be a whole number >= 1")
+    prof, out = figure_setup(profile or os.environ.get('PLASTICITY_PROFILE') or 'tiny', out_dir, settings)
+    if only is None and prof['figures']: figs = select_figures(prof['figures'])  # the profile's batch
+    _batch_threads(prof, jobs)
+    outcomes, started, cancel = {}, set(), threading.Event()
+    bar = tqdm(total=len(figs), desc=f'reproduce [{prof.name}]', unit='nb', file=sys.stderr)
+    def one(fig):
+        started.add(fig.name)
+        o = outcomes[fig.name] = run_figure(fig, prof, out, params, cancel)
+        bar.update(1); tqdm.write(f'  {o.status:7s} {o.name:14s} {o.seconds:6.1f}s  {o.reason}', file=sys.stderr)
+    ex = ThreadPoolExecutor(jobs)
+    with _signals_interrupt():
+        try:
+            futs = [ex.submit(one, f) for f in figs]
+            while not all(f.done() for f in futs): wait(futs, timeout=0.5)
+        except BatchInterrupted as e:
+            for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)  # let the clean-up finish
+            cancel.set(); ex.shutdown(wait=False, cancel_futures=True)
+            _stop_notebooks(futs); _remove_parts(out, figs); bar.close()
+            _interrupted(str(e) or 'SIGINT', out, figs, outcomes, started, prof)
+    ex.shutdown(wait=True)
+    for f in futs: f.result()  # an error of the batch itself (not of a notebook) surfaces here
+    bar.close()
+    outcomes = [outcomes[f.name] for f in figs]
+    rep = write_report(out, outcomes, prof)
+    print(_summary(outcomes, out, rep))
+    return outcomes
+
+# %% ../nbs/30_reproduce.ipynb #d2fbcfe0
 def run_batch(profile:str|None=None, only=None, out_dir=None, settings=None, params:dict|None=None,
               jobs:int=1,  # notebooks run at once; each gets cpu_count // jobs threads (runs they share are made once)
               launcher:str|None=None,  # where missing runs train: inprocess, accelerate or slurm (None: the profile's `launcher`)
@@ -315,50 +383,3 @@ def _launch_env(launcher, detach):
         for k, v in old.items():
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
-
-def _run_batch(profile, only, out_dir, settings, params, jobs)->list[Outcome]:
-    from tqdm.auto import tqdm
-    figs = select_figures(only)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise SettingsError(f"jobs={jobs!r}: notebooks run at once must be a whole number >= 1")
-    prof, out = figure_setup(profile or os.environ.get('PLASTICITY_PROFILE') or 'tiny', out_dir, settings)
-    if only is None and prof['figures']: figs = select_figures(prof['figures'])  # the profile's batch
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(k, threads)  # the kernels inherit them
-    os.environ.setdefault(SHARE_ENV, str(os.cpu_count() or 1) if prof['share_cores'] else '0')  # CPU trainings side by side share the cores (runs.share_threads)
-    outcomes, started, cancel = {}, set(), threading.Event()
-    bar = tqdm(total=len(figs), desc=f'reproduce [{prof.name}]', unit='nb', file=sys.stderr)
-    def one(fig):
-        started.add(fig.name)
-        o = outcomes[fig.name] = run_figure(fig, prof, out, params, cancel)
-        bar.update(1); tqdm.write(f'  {o.status:7s} {o.name:14s} {o.seconds:6.1f}s  {o.reason}', file=sys.stderr)
-    ex = ThreadPoolExecutor(jobs)
-    with _signals_interrupt():
-        try:
-            futs = [ex.submit(one, f) for f in figs]
-            while not all(f.done() for f in futs): wait(futs, timeout=0.5)
-        except BatchInterrupted as e:
-            for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)  # let the clean-up finish
-            cancel.set(); ex.shutdown(wait=False, cancel_futures=True)
-            _stop_notebooks(futs); _remove_parts(out, figs); bar.close()
-            for f in figs:
-                if f.name not in outcomes or outcomes[f.name].status == 'cancelled':
-                    outcomes[f.name] = (Outcome(f.name, 'interrupted', 0, 'stopped by the interrupt') if f.name in started
-                                        else Outcome(f.name, 'cancelled', 0, 'not started: the batch was interrupted'))
-            outcomes = [outcomes[f.name] for f in figs]
-            rep = write_report(out, outcomes, prof, interrupted=str(e) or 'SIGINT')
-            n = {s: sum(o.status == s for o in outcomes) for s in ('interrupted', 'cancelled')}
-            from plasticity_nb.launch import launcher_name
-            remote = launcher_name(prof) != 'inprocess'
-            raise BatchInterrupted(f"interrupted by {str(e) or 'SIGINT'}: {n['interrupted']} notebook(s) stopped, "
-                                   f"{n['cancelled']} not started; report: {rep}"
-                                   + ('; submitted jobs keep running: the same command again attaches to them' if remote else '')) from None
-    ex.shutdown(wait=True)
-    for f in futs: f.result()  # an error of the batch itself (not of a notebook) surfaces here
-    bar.close()
-    outcomes = [outcomes[f.name] for f in figs]
-    rep = write_report(out, outcomes, prof)
-    n = {s: sum(o.status == s for o in outcomes) for s in ('ran', 'failed', 'skipped', 'pending')}
-    print(f"{n['ran']} ran, {n['failed']} failed, {n['skipped']} skipped" + (f", {n['pending']} pending (their runs are submitted: "
-          "run the same command again later)" if n['pending'] else '') + f" -> {out} (report: {rep})")
-    return outcomes

@@ -173,7 +173,7 @@ def sft_steps_from_keys(keys, scene:str)->list[int]|None:
         steps.append(steps[-1] + n)
     return steps
 
-# %% ../nbs/22_retu.ipynb #2d867ea6
+# %% ../nbs/22_retu.ipynb #441add9e
 def _read_branch(path:Path, ckpt:int)->dict[float, dict]:
     d = safe_load(path)
     if set(d) != {ckpt} or not all(isinstance(v, dict) for v in d[ckpt].values()):
@@ -186,6 +186,7 @@ def _read_sft(path:Path)->dict[float, dict]:
         raise RetuError(f"{path}: expected {{sft_exaflops: {{benchmark: score}}}} with key 0 for the base model")
     return dict(sorted(d.items()))
 
+# %% ../nbs/22_retu.ipynb #a17df919
 def read_scene(cache_dir, scene:str)->dict:
     "One scene's SFT curve and RL branches: dict(sft=curve, sft_file, branches={ckpt: dict(x_sft, curve, file)})"
     cache = Path(cache_dir)
@@ -244,7 +245,7 @@ def load_branches(cache_dir,  # the authors' cache folder
         pure = [next((b for b in pure if b['scene'] == PURE_RL_SCENE), pure[0])]
     return sorted(out + pure, key=lambda b: (b['scene'], b['ckpt']))
 
-# %% ../nbs/22_retu.ipynb #cc0ca88b
+# %% ../nbs/22_retu.ipynb #72b3acde
 _SETTING_KEYS = dict(scene='a scene name', ckpt='an SFT step (int >= 0)', train_range='[start, stop) ints, 0 <= start < stop',
                      val_range='[start, stop) ints, 0 <= start <= stop', outlier_threshold='a number > 0',
                      use_robust_reg='true/false', lts_alpha='a number in (0, 1]', free_c0='true/false')
@@ -261,6 +262,7 @@ def _setting_ok(k, v):
     if k == 'lts_alpha': return isnum(v) and 0 < v <= 1
     return isinstance(v, bool)
 
+# %% ../nbs/22_retu.ipynb #a064410b
 def load_fit_settings(path)->list[dict]:
     "The authors' per-branch fit settings (fit_settings.json), validated"
     path = Path(path)
@@ -304,7 +306,7 @@ def _table(recs:list[dict])->str:
     fmt = lambda v, d: '-' if v is None else f'{v:.{d}f}' if d else str(v)
     return pd.DataFrame([{c: fmt(v, OUT_COLUMNS[c]) for c, v in r.items()} for r in recs]).to_string(index=False)
 
-# %% ../nbs/22_retu.ipynb #44974bbd
+# %% ../nbs/22_retu.ipynb #4f79c0fa
 def fit_parser(prog:str='python -m plasticity_nb.retu',
                cache_required:bool=True  # False: `plasticity fit` takes the cache from the profile when --cache is absent
               )->Parser:
@@ -317,6 +319,7 @@ def fit_parser(prog:str='python -m plasticity_nb.retu',
     p.add_argument('--json', action='store_true', help='print a JSON list (one object per branch) instead of a table')
     return p
 
+# %% ../nbs/22_retu.ipynb #0b9599fd
 def main(argv=None)->int:
     "The command line; returns the exit status"
     a = fit_parser().parse_args(argv)
@@ -335,5 +338,4 @@ def main(argv=None)->int:
     else: print(_table(recs))
     return 0
 
-# %% ../nbs/22_retu.ipynb #949f4e66
 if __name__ == '__main__' and 'get_ipython' not in globals(): sys.exit(main())

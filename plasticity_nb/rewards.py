@@ -10,7 +10,7 @@ from functools import lru_cache
 from math_verify import parse, verify
 
 # %% auto #0
-__all__ = ['extract_boxed', 'plain_number', 'unparsable_reason', 'parsable', 'verify_mv', 'answers_equal', 'completion_text',
+__all__ = ['extract_boxed', 'plain_number', 'verify_mv', 'answers_equal', 'unparsable_reason', 'parsable', 'completion_text',
            'math_reward', 'overlong_penalty', 'overlong_reward_func']
 
 # %% ../nbs/04_rewards.ipynb #16156e8c
@@ -43,6 +43,26 @@ def _parse_boxed(s:str):
     try: return parse('\\boxed{' + s + '}', parsing_timeout=_timeout())
     except Exception: return []
 
+# %% ../nbs/04_rewards.ipynb #695fab2b
+def verify_mv(pred:str,  # the boxed content of a completion
+              gold:str   # the reference answer
+             )->bool:
+    "Math-Verify's verdict on `pred` against `gold` (both parsed as boxed answers)"
+    g, p = _parse_boxed(gold.strip()), _parse_boxed(pred.strip())
+    if not g or not p: return False
+    try: return bool(verify(g, p, timeout_seconds=_timeout()))
+    except Exception: return False
+
+def answers_equal(pred:str|None,  # the boxed content of a completion (None: no answer)
+                  gold:str|None   # the reference answer
+                 )->bool:
+    "Equality of two final answers: exact for plain numbers, else Math-Verify"
+    if pred is None or gold is None or not str(gold).strip(): return False
+    gold = str(gold)
+    if plain_number(pred) and plain_number(gold): return Decimal(pred.strip()) == Decimal(gold.strip())
+    return verify_mv(pred, gold)
+
+# %% ../nbs/04_rewards.ipynb #a5e514ae
 _WORD_ARGS = re.compile(r'\\(?:text[a-z]*|math[a-z]*|mbox|operatorname|begin|end)\s*\{[^{}]*\}')  # words that are text
 _COMMAND = re.compile(r'\\[a-zA-Z]+')
 _WORD = re.compile(r'[A-Za-z]{3,}')
@@ -63,25 +83,6 @@ def unparsable_reason(answer:str)->str|None:
 def parsable(answer:str)->bool:
     "Can the answer be checked (a plain number, or an expression Math-Verify parses, not a word read as letters)?"
     return unparsable_reason(answer) is None
-
-# %% ../nbs/04_rewards.ipynb #695fab2b
-def verify_mv(pred:str,  # the boxed content of a completion
-              gold:str   # the reference answer
-             )->bool:
-    "Math-Verify's verdict on `pred` against `gold` (both parsed as boxed answers)"
-    g, p = _parse_boxed(gold.strip()), _parse_boxed(pred.strip())
-    if not g or not p: return False
-    try: return bool(verify(g, p, timeout_seconds=_timeout()))
-    except Exception: return False
-
-def answers_equal(pred:str|None,  # the boxed content of a completion (None: no answer)
-                  gold:str|None   # the reference answer
-                 )->bool:
-    "Equality of two final answers: exact for plain numbers, else Math-Verify"
-    if pred is None or gold is None or not str(gold).strip(): return False
-    gold = str(gold)
-    if plain_number(pred) and plain_number(gold): return Decimal(pred.strip()) == Decimal(gold.strip())
-    return verify_mv(pred, gold)
 
 # %% ../nbs/04_rewards.ipynb #c78cce6f
 def completion_text(c)->str:

@@ -4,22 +4,21 @@
 
 # %% ../nbs/11_rl.ipynb #9d68fae6
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, random, time
+import dataclasses, json, math
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch
-from transformers import Trainer, TrainerCallback, PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import shuffle_sequence_dict
 from .flops import EXA, ModelDims, dapo_step_flops, grpo_step_flops
 from .config import RLSpec
 from .batching import PromptStream, select_groups, concat_rows, split_rows, micro_batches
-from .runs import Run, write_atomic, train_run, eval_rows, process_count, flag_unstable as _flag_unstable
-from .callbacks import CeilingCallback
+from .runs import Run, write_atomic, train_run, process_count, flag_unstable as _flag_unstable
+from .builder import RunLogger, rng_isolated, build_rl_trainer, _evaluator
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DAPOConfig', 'grpo_config', 'dapo_config', 'DAPOTrainer', 'rng_isolated', 'RunLogger', 'build_rl_trainer', 'run_rl']
+__all__ = ['DAPOConfig', 'grpo_config', 'dapo_config', 'DAPOTrainer', 'run_rl']
 
 # %% ../nbs/11_rl.ipynb #da504884
 @dataclass
@@ -312,88 +311,35 @@ def train(self:DAPOTrainer, resume_from_checkpoint=None, **kwargs):
     if resume_from_checkpoint: self.load_rl_state(json.loads((Path(resume_from_checkpoint)/'rl_state.json').read_text()))
     return super(DAPOTrainer, self).train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
-# %% ../nbs/11_rl.ipynb #3a5cc8aa
-@contextlib.contextmanager
-def rng_isolated():
-    "Run a block (an evaluation) without touching the training's python, numpy, torch and CUDA random states"
-    py, npy = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
-        try: yield
-        finally: random.setstate(py); np.random.set_state(npy)
+# %% ../nbs/11_rl.ipynb #a74e0d43
+def _rl_spec(spec:RLSpec|None, kw:dict)->RLSpec:
+    "`spec` (None: the declared defaults) with the RLSpec fields named in `kw`, which are popped from `kw`"
+    fields = {f.name for f in dataclasses.fields(RLSpec)}
+    return dataclasses.replace(spec or RLSpec(), **{k: kw.pop(k) for k in list(kw) if k in fields})
 
-# %% ../nbs/11_rl.ipynb #ccd513f0
-class RunLogger(TrainerCallback):
-    "Writes the trainer's logs and the evaluations into a run's metrics.jsonl; stops a run flagged unstable"
-    def __init__(self, run:Run,
-                 evaluate_fn=None,  # evaluate_fn(model, tokenizer) -> {benchmark: points, 'overall': points}
-                 eval_every:int=10, stage:str='rl',
-                 ceiling=None  # a `callbacks.CeilingCallback` (score_key 'eval_overall', x_key 'eval_exaflops') registered on the trainer
-                ):
-        self.run, self.evaluate_fn, self.eval_every, self.stage, self.trainer, self.ceiling = run, evaluate_fn, eval_every, stage, None, ceiling
+def _check_rl_inputs(algo:str, train_prompts:list[dict]):
+    "An error naming the problem: an unknown algorithm, or the first prompt row without 'prompt' or 'answer'"
+    if algo not in ('dapo', 'grpo'): raise ValueError(f"run_rl: algo={algo!r}; accepted 'dapo' or 'grpo'")
+    bad = [i for i,r in enumerate(train_prompts) if 'prompt' not in r or 'answer' not in r]
+    if bad: raise ValueError(f"run_rl: train_prompts row {bad[0]} lacks 'prompt' or 'answer' ({len(bad)} such rows)")
 
-    def _evaluate(self, state, model, tokenizer):
-        if self.evaluate_fn is None or not state.is_world_process_zero: return
-        t0 = time.time()
-        with rng_isolated(): scores = self.evaluate_fn(model, tokenizer)
-        row = dict(step=state.global_step, event='eval', stage=self.stage, exaflops=self.trainer.rl_flops / EXA, scores=scores,
-                   eval_seconds=time.time() - t0)
-        if self.ceiling is not None and 'overall' in scores:
-            logs, control = {'eval_overall': scores['overall'], 'eval_exaflops': row['exaflops']}, self.trainer.control
-            should_log = control.should_log  # the step's own train log is still due after this one
-            Trainer.log(self.trainer, logs)  # the base Trainer's log: the entry reaches log_history, report_to and the CeilingCallback,
-            control.should_log = should_log  # while GRPO's metric buffers stay for the step's own train log
-            p = self.ceiling.prefix
-            row['ceiling'] = {k[len(p):]: v for k, v in logs.items() if k.startswith(p)}
-        self.run.append_metrics(row)
+# %% ../nbs/11_rl.ipynb #d5c36c17
+def _rl_args(run:Run, s:RLSpec, algo:str, variant:str, engine:str,  # the run, its settings, 'dapo' or 'grpo', DAPO's variant, the engine
+             mask_truncated:bool, micro_batch:int|None, save_every:int|None,  # as run_rl's
+             kw:dict  # other config fields
+            ):
+    "The trainer config of one RL run: `dapo_config` or `grpo_config` with the spec's settings and the engine's keywords"
+    from plasticity_nb.trl_hooks import trl_engine_kwargs
+    common = dict(lr=s.lr, batch=s.batch, group_size=s.group_size, steps=s.steps, max_new_tokens=s.max_new_tokens,
+                  temperature=s.temperature, micro_batch=micro_batch, seed=s.seed, save_every=save_every or s.eval_every,
+                  bf16=s.bf16, warmup_steps=s.warmup_steps, micro_batch_tokens=s.micro_tokens, updates=s.updates,
+                  **trl_engine_kwargs(engine), **kw)
+    if algo == 'dapo':
+        return dapo_config(run.ckpt_dir, variant, gen_batch=s.gen_batch, eps_low=s.eps_low, eps_high=s.eps_high, ds_rounds=s.ds_rounds,
+                           mask_truncated=mask_truncated, **common)
+    return grpo_config(run.ckpt_dir, eps=s.eps_low, mask_truncated_completions=mask_truncated, **common)
 
-    def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
-        if state.global_step == 0: self._evaluate(state, model, processing_class)
-
-    def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
-        if self.trainer.unstable_reason:
-            control.should_training_stop, control.should_save = True, False
-            return
-        if state.global_step % self.eval_every == 0 or state.global_step >= state.max_steps:
-            self._evaluate(state, model, processing_class)
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        if not state.is_world_process_zero or not logs or 'train_runtime' in logs or 'eval_overall' in logs: return  # evaluations: `_evaluate` writes them
-        self.run.append_metrics(dict(step=state.global_step, event='train', stage=self.stage, **logs))
-
-# %% ../nbs/11_rl.ipynb #694833b7
-def _default_evaluate(benchmarks, samples, temperature, max_new_tokens, seed, batch_size, greedy=False):
-    "evaluate_fn(model, tokenizer): `stats.evaluate_with_se` on the benchmarks (HF engine; the same problems and seeds at every call)"
-    from plasticity_nb.stats import evaluate_with_se
-    def fn(model, tokenizer):
-        return evaluate_with_se(model, tokenizer, benchmarks, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
-                                seed=seed, engine='hf', batch_size=batch_size, greedy=greedy)
-    return fn
-
-# %% ../nbs/11_rl.ipynb #f4da8c4d
-def build_rl_trainer(run:Run, trainer_cls, engine:str,  # the run folder; DAPOTrainer or a syn trainer; the picked engine
-                     args, model, tok, data,  # its config; the loaded model and tokenizer; the training rows (a Dataset)
-                     *, reward_funcs:list|None=None,  # TRL reward functions (None: rewards.math_reward)
-                     max_new_tokens:int=0, overlong_cache:int=0,  # > 0: DAPO's soft overlong penalty as an extra reward
-                     evaluate_fn=None, eval_every:int=10,  # evaluate_fn(model, tokenizer) -> scores, and its interval
-                     callbacks:list|None=None, ceiling_prior=None,  # extra TrainerCallbacks; the live forecast's prior
-                     resumed:bool=False  # True: replay the evaluations before the checkpoint into the forecast
-                    ):
-    "The trainer of one RL-like run, wired as every run is: engine, rewards, RunLogger and evaluator, live A_post forecast"
-    from plasticity_nb.trl_hooks import with_rollout_engine
-    from plasticity_nb.rewards import math_reward, overlong_reward_func
-    funcs = list(reward_funcs or [math_reward]) + ([overlong_reward_func(max_new_tokens, overlong_cache)] if overlong_cache > 0 else [])
-    logger = RunLogger(run, evaluate_fn, eval_every)
-    trainer = with_rollout_engine(trainer_cls, engine)(model=model, reward_funcs=funcs, args=args, train_dataset=data,
-                                                      processing_class=tok, callbacks=[logger, *(callbacks or [])])
-    logger.trainer = trainer
-    if evaluate_fn is not None:  # the forecast of A_post, live: in the trainer's logs and in each evaluation row of metrics.jsonl
-        logger.ceiling = CeilingCallback(score_key='eval_overall', x_key='eval_exaflops', prior=ceiling_prior).add_to(trainer)
-        for r in eval_rows(run) if resumed else []:
-            if 'overall' in r['scores']: logger.ceiling.observe(r['exaflops'], r['scores']['overall'])
-    trainer.remove_callback(PrinterCallback)  # the logs go to metrics.jsonl
-    return trainer
-
-# %% ../nbs/11_rl.ipynb #6fa6307f
+# %% ../nbs/11_rl.ipynb #1f7ce745
 def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the branch point)
            train_prompts:list[dict],  # RL prompt rows with 'prompt' and 'answer'
            out_dir,  # the run folder (runs.open_run(...).path); checkpoints go to out_dir/checkpoints
@@ -417,25 +363,14 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
     from datasets import Dataset
     from plasticity_nb.models import load_local
     from plasticity_nb.evaluate import pick_engine
-    from plasticity_nb.trl_hooks import trl_engine_kwargs
-    fields = {f.name for f in dataclasses.fields(RLSpec)}
-    s = dataclasses.replace(spec or RLSpec(), **{k: kw.pop(k) for k in list(kw) if k in fields})
-    if algo not in ('dapo', 'grpo'): raise ValueError(f"run_rl: algo={algo!r}; accepted 'dapo' or 'grpo'")
-    bad = [i for i,r in enumerate(train_prompts) if 'prompt' not in r or 'answer' not in r]
-    if bad: raise ValueError(f"run_rl: train_prompts row {bad[0]} lacks 'prompt' or 'answer' ({len(bad)} such rows)")
+    s = _rl_spec(spec, kw)
+    _check_rl_inputs(algo, train_prompts)
     run = Run(out_dir)
     def build(ckpt):
         if len(train_prompts) < s.batch: raise ValueError(f"run_rl: {len(train_prompts)} train_prompts, fewer than batch={s.batch}")
         engine = pick_engine(s.rollout_engine)
-        common = dict(lr=s.lr, batch=s.batch, group_size=s.group_size, steps=s.steps, max_new_tokens=s.max_new_tokens,
-                      temperature=s.temperature, micro_batch=micro_batch, seed=s.seed, save_every=save_every or s.eval_every,
-                      bf16=s.bf16, warmup_steps=s.warmup_steps, micro_batch_tokens=s.micro_tokens, updates=s.updates,
-                      **trl_engine_kwargs(engine), **kw)
-        args = (dapo_config(run.ckpt_dir, variant, gen_batch=s.gen_batch, eps_low=s.eps_low, eps_high=s.eps_high, ds_rounds=s.ds_rounds,
-                            mask_truncated=mask_truncated, **common) if algo == 'dapo'
-                else grpo_config(run.ckpt_dir, eps=s.eps_low, mask_truncated_completions=mask_truncated, **common))
-        ev = evaluate_fn or (_default_evaluate(benchmarks, eval_samples, s.temperature, s.max_new_tokens, s.seed, eval_batch_size, s.eval_greedy)
-                             if benchmarks else None)
+        args = _rl_args(run, s, algo, variant, engine, mask_truncated, micro_batch, save_every, kw)
+        ev = _evaluator(evaluate_fn, benchmarks, eval_samples, s.temperature, s.max_new_tokens, s.seed, eval_batch_size, s.eval_greedy)
         model, tok = load_local(model_path)
         data = Dataset.from_list([{**r, 'answer': str(r['answer'])} for r in train_prompts])
         return build_rl_trainer(run, DAPOTrainer, engine, args, model, tok, data, reward_funcs=reward_funcs, max_new_tokens=s.max_new_tokens,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses, math, re, tempfile, time
 from pathlib import Path
 import torch
+from fastcore.basics import patch
 from transformers import TrainerCallback
 from .flops import ModelDims, sft_step_flops, EXA
 from .evaluate import pick_engine, samples_for
@@ -70,7 +71,7 @@ def _drop_optimizer_state(out_dir, keep_step:int):
         if s < keep_step:
             for f in ('optimizer.pt', 'scheduler.pt'): (p/f).unlink(missing_ok=True)
 
-# %% ../nbs/10_sft.ipynb #83054139
+# %% ../nbs/10_sft.ipynb #64adc145
 class SFTRecorder(TrainerCallback):
     "Record val loss, benchmark scores and compute at every checkpoint into the run's metrics.jsonl"
     def __init__(self, run:Run, step_flops:float, benchmarks=None, eval_kw=None, stop_after:int|None=None):
@@ -92,30 +93,41 @@ class SFTRecorder(TrainerCallback):
         self.run.append_metrics(rec)
         return rec
 
-    def _stop_if_unstable(self, control):
-        if getattr(self.trainer, 'unstable_reason', None): control.should_training_stop, control.should_save = True, False
+# %% ../nbs/10_sft.ipynb #8dbf5504
+@patch
+def _stop_if_unstable(self:SFTRecorder, control):
+    if getattr(self.trainer, 'unstable_reason', None): control.should_training_stop, control.should_save = True, False
 
-    def on_train_begin(self, args, state, control, **kw): self.t0, self.step0 = time.time(), state.global_step
-    def on_log(self, args, state, control, logs=None, **kw):
-        if logs and 'loss' in logs: self.train_loss = float(logs['loss'])
-    def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kw):
-        v = self.val[state.global_step] = float(metrics['eval_loss'])
-        if self.record_start and state.global_step == 0:  # eval_on_start: the start model, as prepared for training
-            self.record_start = False
-            self.record(0, v, model, processing_class, self.origin)
-        if not math.isfinite(v) and self.trainer is not None: flag_unstable(self.trainer, f"non-finite validation loss {v}", state.global_step)
-        self._stop_if_unstable(control)
-    def on_step_end(self, args, state, control, **kw):
-        if self.stop_after is not None and state.global_step >= self.stop_after: control.should_training_stop = True
-        self._stop_if_unstable(control)
+@patch
+def on_train_begin(self:SFTRecorder, args, state, control, **kw): self.t0, self.step0 = time.time(), state.global_step
 
-    def on_save(self, args, state, control, model=None, processing_class=None, **kw):
-        step = state.global_step
-        ck = Path(args.output_dir)/f'checkpoint-{step}'
-        eng = self.eval_kw.get('engine', 'auto')
-        target = ck.resolve() if isinstance(eng, str) and self.benchmarks and pick_engine(eng) == 'vllm' else model  # vLLM reads the folder
-        self.record(step, self.val.get(step), target, processing_class, ck.relative_to(self.run.path), epoch=state.epoch)
-        if is_writer(): _drop_optimizer_state(self.run.path, step)  # rank 0's files: another rank must not delete them
+@patch
+def on_log(self:SFTRecorder, args, state, control, logs=None, **kw):
+    if logs and 'loss' in logs: self.train_loss = float(logs['loss'])
+
+@patch
+def on_evaluate(self:SFTRecorder, args, state, control, metrics=None, model=None, processing_class=None, **kw):
+    v = self.val[state.global_step] = float(metrics['eval_loss'])
+    if self.record_start and state.global_step == 0:  # eval_on_start: the start model, as prepared for training
+        self.record_start = False
+        self.record(0, v, model, processing_class, self.origin)
+    if not math.isfinite(v) and self.trainer is not None: flag_unstable(self.trainer, f"non-finite validation loss {v}", state.global_step)
+    self._stop_if_unstable(control)
+
+@patch
+def on_step_end(self:SFTRecorder, args, state, control, **kw):
+    if self.stop_after is not None and state.global_step >= self.stop_after: control.should_training_stop = True
+    self._stop_if_unstable(control)
+
+# %% ../nbs/10_sft.ipynb #fe777943
+@patch
+def on_save(self:SFTRecorder, args, state, control, model=None, processing_class=None, **kw):
+    step = state.global_step
+    ck = Path(args.output_dir)/f'checkpoint-{step}'
+    eng = self.eval_kw.get('engine', 'auto')
+    target = ck.resolve() if isinstance(eng, str) and self.benchmarks and pick_engine(eng) == 'vllm' else model  # vLLM reads the folder
+    self.record(step, self.val.get(step), target, processing_class, ck.relative_to(self.run.path), epoch=state.epoch)
+    if is_writer(): _drop_optimizer_state(self.run.path, step)  # rank 0's files: another rank must not delete them
 
 # %% ../nbs/10_sft.ipynb #e9f9716a
 def _load(model_or_path, tokenizer):

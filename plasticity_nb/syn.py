@@ -12,13 +12,14 @@ from fastcore.basics import patch
 from .flops import luffy_step_flops, upt_step_flops, grpo_step_flops
 from .losses import (luffy_loss, srft_loss, upt_loss, upt_gate, group_advantages, prefix_rft_loss,
                                   prefix_bounds, sample_prefix_len)
-from .rl import DAPOConfig, DAPOTrainer, build_rl_trainer, _default_evaluate, _D
+from .rl import DAPOConfig, DAPOTrainer, _D
+from .builder import build_rl_trainer, _evaluator
 from .runs import Run, train_run
 
 # %% auto #0
-__all__ = ['UPT_GAMMA', 'METHODS', 'DAPO_ONLY', 'upt_gamma', 'LUFFYConfig', 'SRFTConfig', 'UPTConfig', 'PrefixRFTConfig',
-           'MixedGroupTrainer', 'LUFFYTrainer', 'SRFTTrainer', 'UPTTrainer', 'PrefixRFTTrainer', 'Method', 'get_method',
-           'check_mix_rows', 'syn_config', 'run_syn', 'syn_settings']
+__all__ = ['UPT_GAMMA', 'METHODS', 'upt_gamma', 'LUFFYConfig', 'SRFTConfig', 'UPTConfig', 'PrefixRFTConfig', 'MixedGroupTrainer',
+           'LUFFYTrainer', 'SRFTTrainer', 'UPTTrainer', 'PrefixRFTTrainer', 'Method', 'get_method', 'check_mix_rows',
+           'syn_config', 'run_syn']
 
 # %% ../nbs/12_syn.ipynb #b83de651
 UPT_GAMMA = {'qwen2': 0.0, 'llama': 2/8}  # the gate per model family (UPT paper, PAPER.md section 6)
@@ -384,7 +385,18 @@ def syn_config(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
     for k in ('scale_rewards',) + (('learning_rate',) if lr is None else ()): d.pop(k)  # the method's own defaults
     return m.config(**{**d, **kw})
 
-# %% ../nbs/12_syn.ipynb #04b71be6
+# %% ../nbs/12_syn.ipynb #6dc22c95
+def _syn_args(method:str, model, engine:str,  # the method; the loaded model; the picked engine
+              output_dir, config_kw:dict,  # where checkpoints go; run_syn's other config fields
+              **settings  # syn_config's run settings (lr, batch, group_size, ...)
+             ):
+    "The method's config for a run of `model`: the run's settings, the engine's keywords, the fields the model decides unless given"
+    from plasticity_nb.trl_hooks import trl_engine_kwargs
+    m = get_method(method, 'run_syn')
+    decided = m.from_model(model.config.model_type) if m.from_model else {}
+    return syn_config(method, output_dir, **settings, **trl_engine_kwargs(engine), **{**decided, **config_kw})
+
+# %% ../nbs/12_syn.ipynb #064a5a5d
 def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
             model_path,  # local model folder (the base model, or an SFT checkpoint)
             mix_rows:list[dict],  # MIX rows: 'prompt', 'answer' and the expert 'completion'
@@ -397,13 +409,11 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
             warmup_steps:int=0,  # linear learning-rate warm-up, then constant
             max_new_tokens:int=_D.max_new_tokens, temperature:float=_D.temperature, eps_low:float=_D.eps_low, eps_high:float|None=None,
             overlong_cache:int=0,  # > 0: DAPO's soft overlong penalty as an extra reward
-            mask_truncated:bool=False,
-            seed:int=0, rollout_engine:str='auto',  # 'auto' or one of engines.ENGINES
+            mask_truncated:bool=False, seed:int=0, rollout_engine:str='auto',  # 'auto' or one of engines.ENGINES
             micro_batch:int|None=None, save_every:int|None=None,
             updates:int=1,  # optimizer updates per generated batch
             micro_tokens:int=0,  # token budget of one of the scripts' micro-batches (verl's ppo_max_token_len_per_gpu; 0: the update at once)
-            bf16:bool=False, resume:bool=True,
-            reward_funcs:list|None=None,  # TRL reward functions (None: rewards.math_reward)
+            bf16:bool=False, resume:bool=True, reward_funcs:list|None=None,  # TRL reward functions (None: rewards.math_reward)
             evaluate_fn=None,  # evaluate_fn(model, tokenizer) -> scores
             callbacks:list|None=None, eval_batch_size:int=256,
             ceiling_prior=None,  # `forecast.pooled_prior` for the live A_post forecast (None: the weak default)
@@ -413,35 +423,16 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
     from datasets import Dataset
     from plasticity_nb.models import load_local
     from plasticity_nb.evaluate import pick_engine
-    from plasticity_nb.trl_hooks import trl_engine_kwargs
     m, run, data = get_method(method, 'run_syn'), Run(out_dir), Dataset.from_list(check_mix_rows(mix_rows))
     def build(ckpt):
         model, tok = load_local(model_path)
         engine = pick_engine(rollout_engine)
-        args = syn_config(method, run.ckpt_dir, lr, batch, group_size, steps, max_new_tokens, temperature, eps_low, eps_high,
-                          micro_batch, seed, save_every or eval_every, updates, micro_tokens, bf16=bf16, warmup_steps=warmup_steps,
-                          mask_truncated_completions=mask_truncated, **trl_engine_kwargs(engine),
-                          **{**(m.from_model(model.config.model_type) if m.from_model else {}), **config_kw})
-        ev = evaluate_fn or (_default_evaluate(benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size, eval_greedy)
-                             if benchmarks else None)
+        args = _syn_args(method, model, engine, run.ckpt_dir, config_kw, lr=lr, batch=batch, group_size=group_size, steps=steps,
+                         max_new_tokens=max_new_tokens, temperature=temperature, eps_low=eps_low, eps_high=eps_high, micro_batch=micro_batch,
+                         seed=seed, save_every=save_every or eval_every, updates=updates, micro_tokens=micro_tokens, bf16=bf16,
+                         warmup_steps=warmup_steps, mask_truncated_completions=mask_truncated)
+        ev = _evaluator(evaluate_fn, benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size, eval_greedy)
         return build_rl_trainer(run, m.trainer, engine, args, model, tok, data, reward_funcs=reward_funcs, max_new_tokens=max_new_tokens,
                                 overlong_cache=overlong_cache, evaluate_fn=ev, eval_every=eval_every, callbacks=callbacks,
                                 ceiling_prior=ceiling_prior, resumed=bool(ckpt))
     return train_run(run, build, resume)
-
-# %% ../nbs/12_syn.ipynb #b3332a6b
-DAPO_ONLY = ('gen_batch', 'ds_rounds', 'eps_high')  # RLSpec fields the methods do not take: no dynamic sampling, a symmetric clip
-
-def syn_settings(profile,  # a config.Profile (or dict with its keys)
-                 method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
-                 benchmarks:dict|None=None,  # the evaluation sets (their names pick avg@k or pass@1)
-                 **overrides  # run_syn arguments replacing the profile's
-                ):
-    "run_syn keyword arguments from a profile's RL spec (`config.spec(profile, 'rl')`)"
-    from plasticity_nb.config import spec
-    from plasticity_nb.evaluate import samples_from_profile
-    m = get_method(method, 'syn_settings')
-    s = spec(profile, 'rl')
-    kw = {k: v for k, v in vars(s).items() if k not in DAPO_ONLY} | dict(lr=s.lr * m.lr_scale, micro_tokens=profile['syn_micro_tokens'])
-    if benchmarks: kw |= {'benchmarks': benchmarks, 'eval_samples': samples_from_profile(profile, list(benchmarks))}
-    return {**kw, **overrides}

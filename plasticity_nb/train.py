@@ -66,7 +66,7 @@ def train_from_config(kind:str, cfg:dict)->dict:
                                                 benchmarks=w['benchmarks'], eval_kw=ev))
     if kind == 'rl': return rl.run_rl(str(init), w[cfg['data']], out, spec(prof, 'rl', seed=seed), algo=cfg['method'],
                                       benchmarks=w['benchmarks'], eval_samples=ev['samples'], **cfg.get('options', {}))
-    return syn.run_syn(cfg['method'], str(init), w[cfg['data']], out, **syn.syn_settings(prof, cfg['method'], w['benchmarks'], seed=seed))
+    return syn.run_syn(cfg['method'], str(init), w[cfg['data']], out, **E.syn_settings(prof, cfg['method'], w['benchmarks'], seed=seed))
 
 # %% ../nbs/31_train.ipynb #15b64eea
 def cpu_processes()->bool:

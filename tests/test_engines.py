@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from plasticity_nb import engines as E
+from plasticity_nb import engines as E, engine_choice
 from plasticity_nb.engines import EngineUnavailable, generate, pick_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,21 +14,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # ------------------------------------------------------------------------------------------------ selection
 def test_auto_follows_device_and_vllm(monkeypatch):
-    monkeypatch.setattr(E, '_has_module', lambda name: False)
+    monkeypatch.setattr(engine_choice, '_has_module', lambda name: False)
     assert pick_engine('auto', 'cpu') == 'hf'
     assert pick_engine('auto', 'cuda') == 'hf'  # `fast` and `cb` only when asked for by name
     assert pick_engine(None, 'cuda:1') == 'hf'
-    monkeypatch.setattr(E, '_has_module', lambda name: name == 'vllm')
+    monkeypatch.setattr(engine_choice, '_has_module', lambda name: name == 'vllm')
     assert pick_engine('auto', 'cuda') == 'vllm'
     assert pick_engine('auto', torch.device('cpu')) == 'hf'  # vllm needs a GPU even when installed
 
 
 def test_named_engines_and_errors(monkeypatch):
-    monkeypatch.setattr(E, '_has_module', lambda name: False)
+    monkeypatch.setattr(engine_choice, '_has_module', lambda name: False)
     assert pick_engine('FAST', 'cpu') == 'fast' and pick_engine('hf', 'cuda') == 'hf' and pick_engine('cb', 'cpu') == 'cb'
     with pytest.raises(EngineUnavailable, match=r"'vllm' cannot run on cuda: vllm is not installed.*available here: hf, compact, fast, cb"):
         pick_engine('vllm', 'cuda')
-    monkeypatch.setattr(E, '_has_module', lambda name: True)
+    monkeypatch.setattr(engine_choice, '_has_module', lambda name: True)
     with pytest.raises(EngineUnavailable, match='vllm needs a CUDA device'):
         pick_engine('vllm', 'cpu')
     assert pick_engine('vllm', 'cuda') == 'vllm'

@@ -57,7 +57,8 @@ def test_one_engine_choice_for_evaluation_sft_and_rl(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     assert pick_engine('auto') == 'hf'                         # a GPU alone is not enough for vLLM; fast only by name
     with pytest.raises(engines.EngineUnavailable, match=r"'vllm' cannot run on cuda: vllm is not installed"): pick_engine('vllm')
-    monkeypatch.setattr(engines, '_has_module', lambda name: name == 'vllm')
+    from plasticity_nb import engine_choice
+    monkeypatch.setattr(engine_choice, '_has_module', lambda name: name == 'vllm')  # the choice is engine_choice's; engines re-exports it
     assert pick_engine('auto') == 'vllm'
     with pytest.raises(engines.EngineUnavailable, match='accepted: auto, hf, compact, fast, cb, vllm'): pick_engine('sglang')
 

@@ -15,8 +15,8 @@ from plasticity_nb.flops import ModelDims, luffy_step_flops, upt_step_flops, grp
 from plasticity_nb.tasks import make_problem
 from plasticity_nb import syn
 from plasticity_nb.losses import upt_gate, prefix_bounds, sample_prefix_len
-from plasticity_nb.syn import (METHODS, run_syn, syn_config, syn_settings, upt_gamma,
-                               check_mix_rows)
+from plasticity_nb.syn import METHODS, run_syn, syn_config, upt_gamma, check_mix_rows
+from plasticity_nb.experiments import syn_settings
 
 torch.set_num_threads(1)
 ATOL = 1e-5
