@@ -16,10 +16,10 @@ from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
 __all__ = ['DAPO_ONLY', 'PARADIGMS', 'preflight', 'world', 'with_family', 'Request', 'obtain', 'wait_for', 'base_request',
-           'base_path', 'base_model', 'sft_request', 'sft_run', 'sft_records', 'sft_regimes', 'pick_branches',
-           'switch_steps', 'rl_request', 'rl_run', 'branch_points', 'branch_run', 'pure_rl_run', 'sequential',
-           'own_datasets', 'sequential_runs', 'memo', 'syn_settings', 'stronger', 'bigger', 'paradigm_request',
-           'paradigm_run', 'job_request', 'paradigm_todo', 'panel_start', 'paradigm_curves']
+           'base_path', 'base_model', 'sft_request', 'sft_run', 'sft_regimes', 'pick_branches', 'switch_steps',
+           'rl_request', 'rl_run', 'branch_points', 'branch_run', 'pure_rl_run', 'sequential', 'own_datasets',
+           'sequential_runs', 'memo', 'syn_settings', 'stronger', 'bigger', 'paradigm_request', 'paradigm_run',
+           'job_request', 'paradigm_todo', 'panel_start', 'paradigm_curves']
 
 # %% ../nbs/15_experiments.ipynb #f84cbf94
 def preflight(prof:Profile):
@@ -115,9 +115,13 @@ def sft_run(prof:Profile, dataset:str, init:str|Path|None=None, wait:bool=True)-
     if init is None: base_model(prof)
     return obtain(prof, sft_request(prof, dataset, init), wait)
 
-def sft_records(run:R.Run)->list[dict]:
-    "The SFT run's evaluation records (step, exaflops, val_loss, scores), in step order"
-    return sorted(sft.read_metrics(run.path), key=lambda r: r['step'])
+def _by_step(run:R.Run)->dict:
+    "A run's complete checkpoints by step (`Run.checkpoints`)"
+    return {R.checkpoint_step(p): p for p in run.checkpoints()}
+
+def _sft_curve(run:R.Run, dataset:str, seed)->pd.DataFrame:
+    "An SFT run's evaluations as tidy curve rows (`runs.curve_rows`)"
+    return pd.DataFrame(R.curve_rows(run, dataset=dataset, paradigm='sft', seed=seed, stage='sft'), columns=CURVE_COLUMNS)
 
 # %% ../nbs/15_experiments.ipynb #09da56e6
 def sft_regimes(recs:list[dict])->list[str]:
@@ -174,9 +178,9 @@ def branch_points(prof:Profile, dataset:str,
                   branches:list[int]|int=3  # SFT steps to branch from, or how many to pick across the regimes
                  )->pd.DataFrame:
     "The SFT checkpoints RL branches from (training SFT if needed): sft_run, step, exaflops, val_loss, regime, score, checkpoint"
-    srun = sft_run(prof, dataset); recs = sft_records(srun)
+    srun = sft_run(prof, dataset); recs = R.eval_rows(srun)
     steps = pick_branches(recs, branches) if isinstance(branches, int) else list(branches)
-    ckpts, at = sft.checkpoints(srun.path), {r['step']: r for r in recs}
+    ckpts, at = _by_step(srun), {r['step']: r for r in recs}
     reg = dict(zip([r['step'] for r in recs if r.get('val_loss') is not None], sft_regimes(recs)))
     for s in steps:
         if s not in ckpts: raise ValueError(f"SFT run {srun.path} has no checkpoint at step {s}; it has {sorted(ckpts)}")
@@ -203,7 +207,7 @@ def sequential(prof:Profile, dataset:str,
     branch = [(bp, seed, branch_run(prof, bp, algo, seed, wait=False)) for bp in bps.itertuples() for seed in seeds]  # queued together
     wait_for(prof, pure + [r for *_, r in branch])
     seed_of = lambda seed: prof['seed'] if seed is None else seed
-    parts = [sft.sft_curve_rows(sft_records(srun), srun.name, dataset, prof['seed'])]
+    parts = [_sft_curve(srun, dataset, prof['seed'])]
     parts += [_rl_curve(run, dataset, 'sft_then_rl', int(bp.step), bp.exaflops, seed_of(seed)) for bp, seed, run in branch]
     parts += [_rl_curve(run, dataset, 'pure_rl', 0, 0.0, seed_of(seed)) for seed, run in zip(seeds, pure)]
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
@@ -304,8 +308,8 @@ def paradigm_todo(paradigms, seeds, seeded=None)->list[tuple]:
 def panel_start(prof:Profile, panel:str, train:bool=True)->tuple:
     "(init, origin, branch step, SFT exaFLOPs) of a Fig 2 panel: the base, the stronger base, or the last checkpoint of SFT on `full`; train=False names the base without training it"
     if panel == 'saturated':
-        srun = sft_run(prof, 'full'); ck = sft.checkpoints(srun.path); step = max(ck)
-        return ck[step], dict(sft_run=srun.name, branch_step=step), step, next(r['exaflops'] for r in sft_records(srun) if r['step'] == step)
+        srun = sft_run(prof, 'full'); ck = _by_step(srun); step = max(ck)
+        return ck[step], dict(sft_run=srun.name, branch_step=step), step, next(r['exaflops'] for r in R.eval_rows(srun) if r['step'] == step)
     if panel in ('base', 'strong'):
         p = stronger(prof) if panel == 'strong' else prof
         return base_model(p) if train else base_path(p), dict(base=True, pretrain_steps=p['pretrain_steps']), 0, 0.0
@@ -321,5 +325,5 @@ def paradigm_curves(prof:Profile, panel:str='base',  # 'base', 'saturated' or 's
     todo = paradigm_todo(paradigms, seeds, seeded)
     made = [paradigm_run(prof, par, init, origin, seed, train_set, wait=False) for par, seed in todo]  # queued together
     wait_for(prof, made)
-    return pd.concat([sft.sft_curve_rows(sft_records(run), run.name, panel, seed).assign(paradigm='sft') if par == 'sft'
+    return pd.concat([_sft_curve(run, panel, seed) if par == 'sft'
                       else _rl_curve(run, panel, par, bstep, x0, seed) for (par, seed), run in zip(todo, made)], ignore_index=True)

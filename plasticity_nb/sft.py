@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_sft.ipynb #8d657530
 from __future__ import annotations
-import dataclasses, math, re, tempfile, time
+import dataclasses, math, tempfile, time
 from pathlib import Path
 import torch
 from fastcore.basics import patch
@@ -12,14 +12,12 @@ from transformers import TrainerCallback
 from .flops import ModelDims, sft_step_flops, EXA
 from .evaluate import pick_engine, samples_for
 from .stats import evaluate_with_se
-from .curves import CURVE_COLUMNS
 from .config import SFTSpec, EvalSpec
 from .runs import Run, train_run, flag_unstable, eval_rows, checkpoint_step, is_writer
 from .callbacks import RegimeCallback
 
 # %% auto #0
-__all__ = ['to_sft_dataset', 'read_metrics', 'loss_curve', 'sft_curve_rows', 'checkpoints', 'resumable', 'SFTRecorder',
-           'sft_trainer', 'mean_seq_len', 'run_sft', 'eval_kwargs']
+__all__ = ['to_sft_dataset', 'loss_curve', 'resumable', 'SFTRecorder', 'sft_trainer', 'mean_seq_len', 'run_sft', 'eval_kwargs']
 
 # %% ../nbs/10_sft.ipynb #a3a0eec3
 def to_sft_dataset(rows, what:str='train'):
@@ -32,32 +30,12 @@ def to_sft_dataset(rows, what:str='train'):
             raise ValueError(f"SFT {what} row {i}: needs string 'prompt' and 'completion', got keys {sorted(r)}")
     return Dataset.from_dict({'prompt': [r['prompt'] for r in rows], 'completion': [r['completion'] for r in rows]})
 
-# %% ../nbs/10_sft.ipynb #cec9b9bd
-def read_metrics(out_dir)->list[dict]:
-    "The evaluation records of the SFT run in `out_dir`, by step (empty when there is none)"
-    return eval_rows(Run(out_dir)) if Path(out_dir).is_dir() else []
-
 # %% ../nbs/10_sft.ipynb #e8b8f598
 def loss_curve(recs:list[dict])->list[tuple]:
     "`(step, exaflops, val_loss)` per evaluation, by step: the input of `ceiling.regimes`"
     return sorted((r['step'], r['exaflops'], r['val_loss']) for r in recs if r.get('val_loss') is not None)
 
-def sft_curve_rows(recs:list[dict], run:str, dataset:str, seed:int=0):
-    "The records as rows of the tidy curve table (`curves.CURVE_COLUMNS`), one per (evaluation, benchmark)"
-    import pandas as pd
-    rows = [dict(run=run, dataset=dataset, paradigm='sft', branch_step=float('nan'), stage='sft', step=r['step'],
-                 exaflops=r['exaflops'], sft_exaflops=r['exaflops'], benchmark=b, score=float(s),
-                 val_loss=float('nan') if r.get('val_loss') is None else r['val_loss'], seed=seed)
-            for r in recs for b,s in r.get('scores', {}).items()]
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
-
 # %% ../nbs/10_sft.ipynb #c7f39880
-def checkpoints(out_dir)->dict[int, Path]:
-    "The saved checkpoints of a run by step"
-    d = Path(out_dir)/'checkpoints'
-    if not d.is_dir(): return {}
-    return {int(m.group(1)): p for p in d.iterdir() if (m := re.fullmatch(r'checkpoint-(\d+)', p.name)) and p.is_dir()}
-
 def resumable(run:Run):
     "The checkpoints an SFT run can resume from: those with their optimizer state and their evaluation record"
     def ok(ckpt:Path)->bool:
@@ -67,8 +45,8 @@ def resumable(run:Run):
 
 def _drop_optimizer_state(out_dir, keep_step:int):
     "Delete optimizer/scheduler states of checkpoints older than `keep_step` (the weights stay)"
-    for s,p in checkpoints(out_dir).items():
-        if s < keep_step:
+    for p in Run(out_dir).checkpoints():
+        if checkpoint_step(p) < keep_step:
             for f in ('optimizer.pt', 'scheduler.pt'): (p/f).unlink(missing_ok=True)
 
 # %% ../nbs/10_sft.ipynb #64adc145
@@ -200,7 +178,7 @@ def run_sft(model_path_or_model,  # a saved model folder (the base / an earlier 
         rec.trainer = trainer
         for cb in [rec, *(callbacks or [])]: trainer.add_callback(cb)
         rec.regimes = RegimeCallback().add_to(trainer)  # the regime, live, in the trainer's logs and in each record
-        for r in read_metrics(run.path) if ckpt else []:  # resumed: replay the losses recorded up to the checkpoint
+        for r in eval_rows(run) if ckpt else []:  # resumed: replay the losses recorded up to the checkpoint
             if r.get('val_loss') is not None: rec.regimes.observe(r['step'], r['val_loss'])
         if eval_start and ckpt is None:
             # step 0 is evaluated inside train() (eval_on_start), not by a trainer.evaluate() before it: that prepares the

@@ -2,12 +2,16 @@
 import json, math
 from pathlib import Path
 import pytest, torch
-from plasticity_nb.sft import run_sft, sft_trainer, mean_seq_len, read_metrics, checkpoints, loss_curve, sft_curve_rows
-from plasticity_nb.runs import Run
+from plasticity_nb.sft import run_sft, sft_trainer, mean_seq_len, loss_curve
+from plasticity_nb.runs import Run, eval_rows, curve_rows, checkpoint_step
+
+def read_metrics(path): return eval_rows(Run(path))  # an SFT run's evaluations, by step
+def checkpoints(path): return {checkpoint_step(p): p for p in Run(path).checkpoints()}  # its complete checkpoints by step
 from plasticity_nb.config import SFTSpec
 from plasticity_nb.models import build_tokenizer, build_model, load_local
 from plasticity_nb.flops import ModelDims, sft_step_flops, EXA
-from plasticity_nb.curves import check_curves
+from plasticity_nb.curves import check_curves, CURVE_COLUMNS
+import pandas as pd
 from plasticity_nb.tasks import build_world
 from plasticity_nb.callbacks import online_regime
 
@@ -70,7 +74,7 @@ def test_small_run(world, tok, base, tmp_path):
     assert recs[0]['checkpoint'] == str(base)
     # tidy-ready outputs
     assert loss_curve(recs) == [(r['step'], r['exaflops'], r['val_loss']) for r in recs]
-    df = check_curves(sft_curve_rows(recs, run='r', dataset='full', seed=0))
+    df = check_curves(pd.DataFrame(curve_rows(Run(tmp_path/'run'), dataset='full', paradigm='sft', seed=0), columns=CURVE_COLUMNS))
     assert len(df) == 4 * 5 and df['branch_step'].isna().all() and (df['sft_exaflops'] == df['exaflops']).all()  # gsm8k, aime, overall, 2 SEs
     # a finished run is reused as it is
     mtime = (tmp_path/'run'/'metrics.jsonl').stat().st_mtime_ns
