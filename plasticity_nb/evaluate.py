@@ -96,7 +96,7 @@ def make_engine(model,  # a causal LM (nn.Module) or a saved model folder
         tokenizer = tokenizer or tok
         if torch.cuda.is_available(): model = model.to('cuda')
     if tokenizer is None: raise ValueError("make_engine: pass the tokenizer with an in-memory model")
-    if kind in ('fast', 'cb'): return TextEngine(model, tokenizer, kind)
+    if kind in ('fast', 'compact', 'cb'): return TextEngine(model, tokenizer, kind)  # 'hf' keeps HF's batching
     return HFEngine(model, tokenizer, batch_size)
 
 # %% ../nbs/06_evaluate.ipynb #55a002c9
