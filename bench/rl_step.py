@@ -1,7 +1,9 @@
 """Cost of one RL step in the tiny world: TRL's `GRPOTrainer` with its defaults against the project's DAPO recipe, with and
-without length-bucketed micro-batches, on the same model, prompts and batch, measured in one process.
+without length-bucketed micro-batches and with the `compact` rollout engine (rows dropped at their EOS), on the same
+model, prompts and batch, measured in one process.
 
 usage: .venv/bin/python bench/rl_step.py MODEL_DIR [--profile tiny-full] [--steps 4] [--threads 2] [--budgets 0,4096]
+                                         [--engines hf,compact]
 MODEL_DIR: a saved model folder, e.g. an SFT checkpoint of the `full` data set (runs/sft-*/checkpoints/checkpoint-N).
 Prints seconds per step (median over --steps after one warm-up step), tokens per step and each variant's ratio
 against TRL's defaults. Run it on an otherwise idle machine: it measures wall time.
@@ -16,6 +18,7 @@ from plasticity_nb.experiments import world
 from plasticity_nb.models import load_local
 from plasticity_nb.rewards import math_reward
 from plasticity_nb.rl import DAPOTrainer, dapo_config
+from plasticity_nb.trl_hooks import with_rollout_engine, trl_engine_kwargs
 
 
 class StepClock(TrainerCallback):
@@ -40,14 +43,14 @@ def trl_defaults(model_dir, prof, out, steps):
     return GRPOTrainer(model=model, reward_funcs=[math_reward], args=args, train_dataset=prompts(prof), processing_class=tok)
 
 
-def project(model_dir, prof, out, steps, budget):
-    "The project's DAPO_dc as `run_rl` builds it (dynamic sampling, clip-higher), with `budget` padded tokens per micro-batch"
+def project(model_dir, prof, out, steps, budget, engine='hf'):
+    "The project's DAPO_dc as `run_rl` builds it (dynamic sampling, clip-higher), `budget` padded tokens per micro-batch, rollouts by `engine`"
     s = spec(prof, 'rl')
     args = dapo_config(out, 'dc', lr=s.lr, batch=s.batch, gen_batch=s.gen_batch, group_size=s.group_size, steps=steps,
                        max_new_tokens=s.max_new_tokens, temperature=s.temperature, ds_rounds=s.ds_rounds, seed=s.seed,
-                       micro_batch_tokens=budget, collapse_patience=0, use_cpu=True)
+                       micro_batch_tokens=budget, collapse_patience=0, use_cpu=True, **trl_engine_kwargs(engine))
     model, tok = load_local(model_dir)
-    return DAPOTrainer(model=model, reward_funcs=[math_reward], args=args, train_dataset=prompts(prof), processing_class=tok)
+    return with_rollout_engine(DAPOTrainer, engine)(model=model, reward_funcs=[math_reward], args=args, train_dataset=prompts(prof), processing_class=tok)
 
 
 def measure(trainer, steps):
@@ -63,6 +66,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('model'); ap.add_argument('--profile', default='tiny-full'); ap.add_argument('--steps', type=int, default=4)
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--budgets', default='0,4096')
+    ap.add_argument('--engines', default='hf', help='rollout engines of the project variants (the last budget), e.g. hf,compact')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     prof = load_profile(a.profile)
@@ -71,6 +75,8 @@ def main():
         torch.manual_seed(0); res['trl_grpo_defaults'] = measure(trl_defaults(a.model, prof, f'{d}/trl', a.steps + 1), a.steps + 1)
         for b in [int(x) for x in a.budgets.split(',')]:
             torch.manual_seed(0); res[f'project_dapo_micro{b}'] = measure(project(a.model, prof, f'{d}/p{b}', a.steps + 1, b), a.steps + 1)
+        for e in [x for x in a.engines.split(',') if x != 'hf']:
+            torch.manual_seed(0); res[f'project_dapo_micro{b}_{e}'] = measure(project(a.model, prof, f'{d}/p{b}{e}', a.steps + 1, b, e), a.steps + 1)
     base = res['trl_grpo_defaults']['s_per_step']
     for k, v in res.items():
         print(f"{k:28s} {v['s_per_step']:7.2f} s/step  x{base / v['s_per_step']:5.2f} vs TRL defaults   "
