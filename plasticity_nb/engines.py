@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
-from .engine_choice import ENGINES, EngineUnavailable, engine_unavailable_reason, available_engines, pick_engine, _device_type
+from .engine_choice import ENGINES, EngineUnavailable, engine_unavailable_reason, available_engines, pick_engine
+_all_ = ['ENGINES', 'EngineUnavailable', 'engine_unavailable_reason', 'available_engines', 'pick_engine']  # re-exported from `engine_choice`
 
 
 # %% auto #0
-__all__ = ['Rollouts', 'cut_at_eos', 'left_pad', 'clear_fast_cache', 'fast_batch_size', 'generate']
+__all__ = ['Rollouts', 'cut_at_eos', 'left_pad', 'clear_fast_cache', 'fast_batch_size', 'generate', 'ENGINES',
+           'EngineUnavailable', 'engine_unavailable_reason', 'available_engines', 'pick_engine']
 
 # %% ../nbs/14_engines.ipynb #38c41cf2
 @dataclass

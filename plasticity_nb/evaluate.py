@@ -96,7 +96,7 @@ def make_engine(model,  # a causal LM (nn.Module) or a saved model folder
         tokenizer = tokenizer or tok
         if torch.cuda.is_available(): model = model.to('cuda')
     if tokenizer is None: raise ValueError("make_engine: pass the tokenizer with an in-memory model")
-    if kind in ('fast', 'compact', 'cb'): return TextEngine(model, tokenizer, kind)  # 'hf' keeps HF's batching
+    if kind in ('fast', 'compact', 'cb'): return TextEngine(model, tokenizer, kind, max_batch=batch_size if kind == 'compact' else None)  # compact's cache holds batch_size rows at most
     return HFEngine(model, tokenizer, batch_size)
 
 # %% ../nbs/06_evaluate.ipynb #55a002c9

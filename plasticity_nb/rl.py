@@ -7,18 +7,19 @@ from __future__ import annotations
 import dataclasses, json, math
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, torch
+import torch
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import shuffle_sequence_dict
 from .flops import EXA, ModelDims, dapo_step_flops, grpo_step_flops
 from .config import RLSpec
 from .batching import PromptStream, select_groups, concat_rows, split_rows, micro_batches
 from .runs import Run, write_atomic, train_run, process_count, flag_unstable as _flag_unstable
-from .builder import RunLogger, rng_isolated, build_rl_trainer, _evaluator
+from .builder import RunLogger, build_rl_trainer, _evaluator
+_all_ = ['RunLogger', 'build_rl_trainer']  # re-exported from `builder`, where they live
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DAPOConfig', 'grpo_config', 'dapo_config', 'DAPOTrainer', 'run_rl']
+__all__ = ['DAPOConfig', 'grpo_config', 'dapo_config', 'DAPOTrainer', 'run_rl', 'RunLogger', 'build_rl_trainer']
 
 # %% ../nbs/11_rl.ipynb #da504884
 @dataclass

@@ -362,10 +362,10 @@ def curve_rows(run:Run, **fixed)->list[dict]:
         stage = r.get('stage', fixed.get('stage', cfg.get('stage')))
         base = {c: fixed.get(c, cfg.get(c)) for c in _RUN_COLS}
         if stage == 'sft': base.update(branch_step=float('nan'), sft_exaflops=r['exaflops'])
-        for b,s in r['scores'].items():
+        for b,s in r.get('scores', {}).items():
             out.append(dict(run=run.name, dataset=base['dataset'], paradigm=base['paradigm'], branch_step=base['branch_step'],
                             stage=stage, step=r['step'], exaflops=r['exaflops'], sft_exaflops=base['sft_exaflops'],
-                            benchmark=b, score=s, val_loss=r.get('val_loss', float('nan')), seed=base['seed']))
+                            benchmark=b, score=float(s), val_loss=float('nan') if r.get('val_loss') is None else r['val_loss'], seed=base['seed']))
     return out
 
 # %% ../nbs/13_runs.ipynb #564cb0d9
