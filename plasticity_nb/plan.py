@@ -4,7 +4,7 @@
 
 # %% ../nbs/35_plan.ipynb #c18278ab
 from __future__ import annotations
-import ast, json, math, statistics
+import ast, json, math, os, statistics
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .config import Profile, SettingsError, spec, sft_spec, load_profile
@@ -61,22 +61,35 @@ def gpu_rates(results=None  # the measurements (default: bench/results.json besi
     r = json.loads(p.read_text()); f = r['mfu_flops_per_token']
     return dict(train=f * r['sft_tokens_per_s'], generate=f / 3 * r['rollout_tokens_per_s'], device=r.get('device', 'GPU'))
 
-def cpu_rates(root, names=None  # the runs to measure (None or none finished: every finished run of the registry)
+def _family(kind:str)->str: return 'sft' if kind in ('sft', 'base') else kind  # base pre-training runs at SFT's rate
+
+def _seconds(run:R.Run)->float|None:
+    "A finished run's measured training seconds (seconds per step x steps, evaluations included), None if not recorded"
+    s = run.summary() or {}
+    return s['seconds_per_step'] * s['steps'] if s.get('seconds_per_step') and s.get('steps') else None
+
+def cpu_rates(root, planned:dict|None=None  # run name -> the plan's exaFLOPs for it (None or none finished: the registry's)
              )->dict:
-    "{'sft', 'rl'}: FLOP/s that finished runs achieved on this machine (median; SFT and base, else RL-like), None without one"
-    def rate(fam):
-        got = lambda ns: [s['exaflops'] * 1e18 / (s['seconds_per_step'] * s['steps']) for run in R.find_runs(root) if ns is None or run.name in ns
-                          if (run.name.split('-')[0] in ('sft', 'base')) == (fam == 'sft') for s in [run.summary() or {}]
-                          if s.get('seconds_per_step') and s.get('steps') and s.get('exaflops')]
-        r = got(names) or got(None)
-        return statistics.median(r) if r else None
-    return dict(sft=rate('sft'), rl=rate('rl'))
+    """{kind: FLOP/s} finished runs achieved on this machine (median per kind, SFT and base together; 'rl' also the
+    fallback of RL-like kinds without a run). A planned run's rate divides the plan's own estimate (at the length caps) by
+    its measured seconds, so that hours = estimate / rate give back measured time; without one, the registry's runs'
+    measured exaFLOPs are used (an estimate at the caps then overstates the hours)"""
+    got = {}
+    for run in R.find_runs(root):
+        secs, kind = _seconds(run), run.name.split('-')[0]
+        if planned and run.name not in planned: continue
+        exa = planned[run.name] if planned else (run.summary() or {}).get('exaflops')
+        if secs and exa: got.setdefault(_family(kind), []).append(exa * 1e18 / secs)
+    if planned and not got: return cpu_rates(root)
+    out = {k: statistics.median(v) for k, v in got.items()}
+    rl_like = [x for k, v in got.items() if k != 'sft' for x in v]
+    return {'sft': out.get('sft'), **out, 'rl': out.get('rl') or (statistics.median(rl_like) if rl_like else None)}
 
 def run_hours(prof:Profile, kind:str, exa:float, rates:dict)->float:
     "GPU-hours (rates from `gpu_rates`) or CPU-hours (rates from `cpu_rates`) of `exa` exaFLOPs of a run of `kind`"
     sft_like = kind in ('sft', 'base')
     if 'train' not in rates:
-        r = rates.get('sft' if sft_like else 'rl')
+        r = rates.get(_family(kind)) or rates.get('sft' if sft_like else 'rl')
         return exa * 1e18 / r / 3600 if r else float('nan')
     gen = 0.0 if sft_like else 0.25
     return exa * 1e18 * (gen / rates['generate'] + (1 - gen) / rates['train']) / 3600
@@ -178,7 +191,7 @@ def plan_batch(prof:Profile, only=None)->list[Planned]:
             if k in rows: rows[k].figures = sorted(set(rows[k].figures) | set(r.figures))
             else: rows[k] = r
     rates = ((gpu_rates(Path(prof['path']).parent/'bench'/'results.json') or {}) if prof.get('model_path')
-             else cpu_rates(prof['runs'], {r.run for r in rows.values() if r.status == 'done'}))  # this profile's finished runs first
+             else cpu_rates(prof['runs'], {r.run: r.exaflops for r in rows.values() if r.status == 'done'}))  # this profile's finished runs first
     for r in rows.values(): r.hours = run_hours(prof, r.kind, r.exaflops, rates) if rates else float('nan')
     return sorted(rows.values(), key=lambda r: STAGES.index(r.stage))
 
@@ -193,8 +206,10 @@ def format_plan(rows:list[Planned], prof:Profile)->str:
         out += ['', f'{st} ({len(rs)})']
         out += [f"  {r.run or '-':22s} {r.status:26.26s} {r.exaflops:10.3g} EF {r.hours:9.3g} {unit}  {r.what}  [{', '.join(r.figures)}]" for r in rs]
     left = [r for r in rows if r.status not in ('done', 'unstable')]
-    out += ['', f"left to run: {len(left)} runs, {sum(r.exaflops for r in left):.3g} exaFLOPs, {sum(r.hours for r in left):.3g} {unit} "
-            "(FLOPs at the length caps, one generation round per RL step)"]
+    h = sum(r.hours for r in left)
+    wall = f", about {h / cores:.3g} h on this machine's {cores} cores" if unit == 'CPU-h' and (cores := os.cpu_count() or 1) > 1 else ''
+    out += ['', f"left to run: {len(left)} runs, {sum(r.exaflops for r in left):.3g} exaFLOPs, {h:.3g} {unit}{wall} "
+            "(FLOPs at the length caps, one generation round per RL step; hours at the rate finished runs achieved)"]
     return '\n'.join(out)
 
 def plan_json(rows:list[Planned])->str: return json.dumps([asdict(r) for r in rows], indent=1)
