@@ -178,7 +178,8 @@ def project_root(prof:Profile)->Path:
 
 def figures_dir(prof:Profile)->Path:
     "nbs/figures beside the profile's settings.ini, else the one of this package's checkout"
-    for root in (project_root(prof), Path(__file__).resolve().parent.parent):
+    import plasticity_nb  # the package's own folder (not `__file__`, which a notebook kernel running this cell lacks)
+    for root in (project_root(prof), Path(plasticity_nb.__file__).resolve().parent.parent):
         if (root/'nbs'/'figures').is_dir(): return root/'nbs'/'figures'
     raise FileNotFoundError(f"no nbs/figures folder beside {prof.path} or the package: run from a checkout of plasticity_nb")
 
