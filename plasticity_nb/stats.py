@@ -132,10 +132,12 @@ def _best_of(t, panel, pars)->tuple[str, float, float]:
 
 # %% ../nbs/08_stats.ipynb #6e7397eb
 def paradigm_claims(ceil:pd.DataFrame,  # `analysis.paradigm_ceilings`: dataset (the panel), paradigm, a_post, spread, seeds
-                    sequential:tuple|None=None  # (label, A_post, SE) of SFT-then-RL to compare with (None: DAPO_d from the saturated panel)
+                    sequential:tuple|None=None,  # (label, A_post, SE) of SFT-then-RL to compare with (None: DAPO_d from the saturated panel)
+                    source:str=''  # where the published numbers come from when not from this figure (Fig 6 prints none: 'Fig 2')
                    )->list[dict]:
     "REPORT rows of Figs 2 and 6: each paradigm's A_post with its SE, then every claim of the paper these panels can test"
-    from plasticity_nb.paper import CLAIMS
+    from plasticity_nb.paper import CLAIMS as _C
+    CLAIMS = {k: f'{source}: {v}' for k, v in _C.items()} if source else _C
     t = ceil.set_index(['dataset', 'paradigm'])
     rows = [dict(quantity=f'{ds}: {par} A_post ({int(r.seeds)} seeds, spread {r.spread:.1f})', ours=fmt_se(*_ceiling(t, ds, par)),
                  published='') for (ds, par), r in t.iterrows()]
