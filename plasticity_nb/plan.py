@@ -172,7 +172,7 @@ def plan_figure(prof:Profile, fig:Figure, known:bool=True)->list[Planned]:
         sreq = E.sft_request(big, p['dataset']) if known else None
         steps = E.switch_steps(R.eval_rows(R.Run(sreq.folder(prof['runs'])))) if sreq and _done(sreq, big) else 2
         return seq(big, [p['dataset']], [s for s in steps if s > 0] if isinstance(steps, list) else steps, True)
-    return seq(prof, E.own_datasets(prof, p.get('datasets')), n(p.get('n_branches')), fig.name != 'fig8')
+    return seq(prof, E.own_datasets(prof, p.get('datasets')), n(p.get('n_branches')), fig.name != 'fig8' and bool(p.get('pure_rl', True)))
 
 # %% ../nbs/35_plan.ipynb #b102f1fb
 STAGES = ('base', 'sft', 'rl', 'paradigm')
