@@ -62,16 +62,22 @@ def _branch_meta(b)->dict:
                 last_score=float(y[-1]) if len(y) else np.nan, last_se=float(se[-1]) if len(y) else np.nan,
                 greedy_start=float(g[0]) if len(g) else np.nan, greedy_end=float(g[-1]) if len(g) else np.nan)
 
+def _loose(f:dict, b:dict)->bool:
+    "A fit whose ceiling's SE exceeds the span of the scores it was fitted to: the points do not pin the ceiling down"
+    y = [b['p_sft'], *b['y']]
+    return bool(np.isfinite(f.get('a_post_se', np.nan)) and f['a_post_se'] > max(y) - min(y))
+
 def fit_curves(df:pd.DataFrame, settings=None)->pd.DataFrame:
-    "Fit the ceiling of every RL branch (settings None: selected per curve); too-short curves and unidentified fits use the peak (with the peak's SE)"
+    "Fit the ceiling of every RL branch (settings None: selected per curve); too-short curves, unidentified and loose fits use the peak (with the peak's SE)"
     rows = []
     for b in branches_from_curves(df):
         meta = _branch_meta(b)
         if len(b['y']) < MIN_FIT_POINTS: rows.append({**_peak_row(b), **meta, 'a_post_se': meta['peak_se']}); continue
         f = (ceiling.fit_branches([b], settings, missing='select') if settings else ceiling.fit_branches([b])).iloc[0].to_dict()
-        if not f.get('identified', True):  # the law's ceiling is not pinned by the points (e.g. a flat, noisy curve)
-            f.update({k: v for k, v in _peak_row(b).items() if k in ('pl_rl', 'a_post')}, a_post_se=meta['peak_se'],
-                     source='peak: the fitted ceiling is not identified by the points', a_post_fit=f['a_post'])
+        if not f.get('identified', True) or _loose(f, b):  # the law's ceiling is not pinned by the points (e.g. a flat, noisy curve)
+            why = 'its SE exceeds the span of the scores' if f.get('identified', True) else 'it is not identified by the points'
+            f.update({k: v for k, v in _peak_row(b).items() if k in ('pl_rl', 'a_post')}, a_post_se=meta['peak_se'], identified=False,
+                     source=f'peak: the fitted ceiling is not used, {why}', a_post_fit=f['a_post'], a_post_fit_se=f.get('a_post_se'))
         rows.append({**f, **meta})
     return pd.DataFrame(rows).rename(columns={'scene': 'dataset'})
 

@@ -87,10 +87,11 @@ def fmt_se(v:float, se:float)->str:
 
 def mean_se(spread:float,  # sample standard deviation over the runs
             n:int,  # number of runs (seeds)
-            se:float=float('nan')  # the run's own SE, used when n == 1
+            se:float=float('nan')  # the runs' own SE (their mean): the whole SE when n == 1, else a floor of the spread
            )->float:
-    "The SE of a mean over `n` seeds: spread / sqrt(n); with one seed, that run's own SE"
-    return float(spread) / math.sqrt(n) if n > 1 else float(se)
+    "The SE of a mean over `n` seeds: spread / sqrt(n), the spread floored by the runs' own SE (two seeds can agree by chance); one seed: its own SE"
+    if n <= 1: return float(se)
+    return math.sqrt(max(float(spread) ** 2, float(se) ** 2 if math.isfinite(se) else 0.0) / n)
 
 def peak_with_se(df:pd.DataFrame,  # tidy curve rows (run, stage, step, benchmark, score)
                  benchmark:str='overall')->tuple[float, float]:
@@ -123,7 +124,8 @@ def _ceiling(t, panel, par)->tuple[float, float]:
     "A_post and its SE of (panel, paradigm) in an indexed `paradigm_ceilings` table; NaNs when it was not run"
     if (panel, par) not in t.index: return float('nan'), float('nan')
     r = t.loc[(panel, par)]
-    return float(r.a_post), mean_se(r.spread, int(r.seeds), r.get('a_post_se', float('nan')))
+    se = r.get('a_post_se', float('nan'))  # `paradigm_ceilings` gives the mean's SE (`mean_se`) already
+    return float(r.a_post), float(se) if pd.notna(se) else mean_se(r.spread, int(r.seeds))
 
 def _best_of(t, panel, pars)->tuple[str, float, float]:
     "The paradigm among `pars` with the highest A_post from `panel`: name, A_post, SE"
