@@ -80,10 +80,9 @@ def cpu_rates(root, planned:dict|None=None  # run name -> the plan's exaFLOPs fo
         if planned and run.name not in planned: continue
         exa = planned[run.name] if planned else (run.summary() or {}).get('exaflops')
         if secs and exa: got.setdefault(_family(kind), []).append(exa * 1e18 / secs)
-    if planned and not got: return cpu_rates(root)
-    out = {k: statistics.median(v) for k, v in got.items()}
+    out = {**(cpu_rates(root) if planned else {}), **{k: statistics.median(v) for k, v in got.items()}}  # a kind none of whose planned runs finished: the registry's
     rl_like = [x for k, v in got.items() if k != 'sft' for x in v]
-    return {'sft': out.get('sft'), **out, 'rl': out.get('rl') or (statistics.median(rl_like) if rl_like else None)}
+    return {'sft': None, **out, 'rl': out.get('rl') or (statistics.median(rl_like) if rl_like else None)}
 
 def run_hours(prof:Profile, kind:str, exa:float, rates:dict)->float:
     "GPU-hours (rates from `gpu_rates`) or CPU-hours (rates from `cpu_rates`) of `exa` exaFLOPs of a run of `kind`"
