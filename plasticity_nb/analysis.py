@@ -239,7 +239,7 @@ def paradigm_ceilings(df:pd.DataFrame)->pd.DataFrame:
                                                a_post_se=('a_post_se', 'mean'), start=('start', 'mean'))
          .reset_index().fillna({'spread': 0.0}))
     t['run_se'] = t.a_post_se  # the runs' own SE (mean over seeds), below which a seed spread is not resolved
-    t['a_post_se'] = [mean_se(r.spread, r.seeds, r.a_post_se) for r in t.itertuples()]  # over seeds: spread / sqrt(n); one seed: its own
+    t['a_post_se'] = [mean_se(r.spread, r.seeds, r.a_post_se) for r in t.itertuples()]  # over seeds: spread / sqrt(n), at least run_se / sqrt(n); one seed: its own
     return t
 
 # %% ../nbs/15b_analysis.ipynb #6ef4d0c1
