@@ -163,7 +163,7 @@ def paradigm_claims(ceil:pd.DataFrame,  # `analysis.paradigm_ceilings`: dataset 
         r1, r2 = t.loc[(first, 'srft')], t.loc[(first, 'dapo_d')]
         n1, n2 = int(r1.seeds), int(r2.seeds)
         if n1 > 1 and n2 > 1:
-            own = lambda r: float(r.get('run_se', 0.0)) if pd.notna(r.get('run_se', 0.0)) else 0.0  # a spread below the runs' own SE is not resolved
+            own = lambda r: float(np.nan_to_num(r.get('run_se', 0.0)))  # a spread below the runs' own SE is not resolved
             sd1, sd2 = max(r1.spread, own(r1), SD_FLOOR), max(r2.spread, own(r2), SD_FLOOR)
             rows.append(claim_row('claim: SRFT is the least stable (seed spread of A_post vs DAPO_d; effect: log of the ratio)',
                                   f'{sd1 / sd2:.1f}x ({sd1:.1f} vs {sd2:.1f} points over {n1} / {n2} seeds; spreads {r1.spread:.1f} / {r2.spread:.1f}, each at least its runs\' SE)',
