@@ -18,8 +18,8 @@ from .curves import CURVE_COLUMNS, overall_score
 __all__ = ['DAPO_ONLY', 'PARADIGMS', 'preflight', 'world', 'with_family', 'Request', 'obtain', 'wait_for', 'base_request',
            'base_path', 'base_model', 'sft_request', 'sft_run', 'sft_regimes', 'pick_branches', 'switch_steps',
            'rl_request', 'rl_run', 'branch_points', 'branch_run', 'pure_rl_run', 'sequential', 'own_datasets',
-           'sequential_runs', 'memo', 'syn_settings', 'stronger', 'bigger', 'paradigm_request', 'paradigm_run',
-           'job_request', 'paradigm_todo', 'panel_start', 'paradigm_curves']
+           'branch_counts', 'sequential_runs', 'memo', 'syn_settings', 'stronger', 'bigger', 'paradigm_request',
+           'paradigm_run', 'job_request', 'paradigm_todo', 'panel_start', 'paradigm_curves']
 
 # %% ../nbs/15_experiments.ipynb #f84cbf94
 def preflight(prof:Profile):
@@ -220,14 +220,26 @@ def own_datasets(prof:Profile, datasets:str|list|None=None)->list[str]:
     if not names: raise ValueError(f"own_datasets: no data set named (got {datasets!r}; profile own_datasets = {prof['own_datasets']!r})")
     return names
 
+def branch_counts(prof:Profile, names:list[str],  # the data sets (`own_datasets`)
+                  branches:int|str|None=None  # 2: every set; '1,full:3': one per set, three from `full`; None: the profile's `rl_branches`
+                 )->dict[str, int]:
+    "RL branches per data set: one count for all, or a default with `name:count` overrides"
+    default, per = str(prof['rl_branches']), {}
+    for part in [s.strip() for s in str(branches if branches is not None else default).split(',') if s.strip()]:
+        name, _, count = part.rpartition(':')
+        if not count.isdigit() or int(count) < 1 or (name and name not in names):
+            raise ValueError(f"n_branches: {part!r} is not a count >= 1 or name:count with name in {names} (e.g. '1,full:3')")
+        if name: per[name] = int(count)
+        else: default = count
+    return {d: per.get(d, int(default)) for d in names}
+
 def sequential_runs(prof:Profile, datasets:str|list|None=None,  # data sets (None: the profile's `own_datasets`)
-                    branches:int|None=None,  # RL branches per data set (None: the profile's `rl_branches`)
+                    branches:int|str|None=None,  # RL branches per data set (`branch_counts`)
                     pure_rl:bool=True  # Pure-RL once (with the first data set)
                    )->pd.DataFrame:
     "`sequential` over the own-run data sets: the tidy curves of Fig 3, Table 4 and Fig 8 (the same runs for all three)"
-    n = int(branches if branches is not None else prof['rl_branches'])
-    return pd.concat([sequential(prof, d, branches=n, pure_rl=pure_rl and i == 0) for i, d in enumerate(own_datasets(prof, datasets))],
-                     ignore_index=True)
+    n = branch_counts(prof, names := own_datasets(prof, datasets), branches)
+    return pd.concat([sequential(prof, d, branches=n[d], pure_rl=pure_rl and i == 0) for i, d in enumerate(names)], ignore_index=True)
 
 # %% ../nbs/15_experiments.ipynb #36e92533
 def memo(prof:Profile, kind:str,  # the registry kind, e.g. 'headroom'

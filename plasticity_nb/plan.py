@@ -159,8 +159,9 @@ def notebook_params(fig:Figure, prof:Profile)->dict:
 
 def plan_figure(prof:Profile, fig:Figure, known:bool=True)->list[Planned]:
     "The runs figure `fig` asks for (none for the figures of the authors' data)"
-    p, n = notebook_params(fig, prof), lambda v: int(v if v is not None else prof['rl_branches'])
-    seq = lambda q, names, b, pure: [r for i, d in enumerate(names) for r in plan_sequential(q, d, b, pure and i == 0, fig.name, known)]
+    p = notebook_params(fig, prof)
+    seq = lambda q, names, b, pure: [r for i, d in enumerate(names)  # b: branches for every set, or {set: branches}
+                                     for r in plan_sequential(q, d, b[d] if isinstance(b, dict) else b, pure and i == 0, fig.name, known)]
     if fig.needs == 'retu' and not (fig.name == 'forecast_backtest' and p.get('own_runs')): return []
     if fig.name in ('fig2', 'fig6') or fig.notebook == 'fig2': return plan_paradigms(prof, p, fig.name, known)
     if fig.name == 'rl_headroom': return seq(prof, E.own_datasets(prof, p.get('dataset'))[:1], int(prof['rl_branches']), False)
@@ -171,7 +172,8 @@ def plan_figure(prof:Profile, fig:Figure, known:bool=True)->list[Planned]:
         sreq = E.sft_request(big, p['dataset']) if known else None
         steps = E.switch_steps(R.eval_rows(R.Run(sreq.folder(prof['runs'])))) if sreq and _done(sreq, big) else 2
         return seq(big, [p['dataset']], [s for s in steps if s > 0] if isinstance(steps, list) else steps, True)
-    return seq(prof, E.own_datasets(prof, p.get('datasets')), n(p.get('n_branches')), fig.name != 'fig8' and bool(p.get('pure_rl', True)))
+    names = E.own_datasets(prof, p.get('datasets'))
+    return seq(prof, names, E.branch_counts(prof, names, p.get('n_branches')), fig.name != 'fig8' and bool(p.get('pure_rl', True)))
 
 # %% ../nbs/35_plan.ipynb #b102f1fb
 STAGES = ('base', 'sft', 'rl', 'paradigm')
