@@ -12,8 +12,8 @@ from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
 __all__ = ['MIN_FIT_POINTS', 'EXPERT_PARTS', 'OWN_PARTS', 'branches_from_curves', 'fit_curves', 'val_curves', 'correlation',
-           'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'sequential_claims', 'correlation_claim',
-           'paradigm_ceilings', 'expert_share', 'learning_diagnostics']
+           'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'best_ceiling', 'sequential_claims',
+           'correlation_claim', 'paradigm_ceilings', 'expert_share', 'learning_diagnostics']
 
 # %% ../nbs/15b_analysis.ipynb #1f41baf4
 def _evals(df:pd.DataFrame)->pd.DataFrame:
@@ -129,13 +129,16 @@ def live_forecasts(run:R.Run)->pd.DataFrame:
     return pd.DataFrame(rows)
 
 # %% ../nbs/15b_analysis.ipynb #476fe209
-def _best(t:pd.DataFrame)->pd.Series|None: return t.loc[t.a_post.idxmax()] if len(t) else None
+def best_ceiling(fits:pd.DataFrame  # rows of `fit_curves`, e.g. one data set's branches
+                )->pd.Series|None:
+    "The row with the highest A_post (None for no rows): the best branch, the one the claims and Fig 6 compare"
+    return fits.loc[fits.a_post.idxmax()] if len(fits) else None
 
 def _per_dataset_claims(df, seq, pairs)->list[dict]:
     "Fig 3 per data set: PL_rl of its best branch, that branch against the set's best SFT score, Stable against Adaptive"
     rows = []
     for ds, g in seq.groupby('dataset', sort=False):
-        b = _best(g); sp, sse = peak_with_se(df[(df.stage == 'sft') & (df.dataset == ds)])
+        b = best_ceiling(g); sp, sse = peak_with_se(df[(df.stage == 'sft') & (df.dataset == ds)])
         rows.append(claim_row(f'claim ({ds}): RL after SFT adds plasticity (PL_rl of the best branch)', f'{b.pl_rl:.1f} (@ {b.ckpt})',
                               paper.CLAIMS['pl_rl'], b.pl_rl, combined_se(b.a_post_se, b.p_sft_se)))
         rows.append(claim_row(f'claim ({ds}): SFT-then-RL beats Pure-SFT (best A_post vs best SFT score)', f'{b.a_post:.1f} vs {sp:.1f}',
@@ -148,7 +151,7 @@ def _per_dataset_claims(df, seq, pairs)->list[dict]:
 # %% ../nbs/15b_analysis.ipynb #29fac92c
 def _headline_claims(seq:pd.DataFrame, pure:pd.DataFrame, sft_peak:float, sft_se:float)->list[dict]:
     "The best SFT-then-RL branch: its PL_rl, and its A_post against the best Pure-SFT score and against Pure-RL's best A_post"
-    best, pr = _best(seq), _best(pure)
+    best, pr = best_ceiling(seq), best_ceiling(pure)
     rows = []
     if best is None: return rows
     rows.append(claim_row('claim: RL after SFT adds plasticity (PL_rl of the best branch)', f"{best.pl_rl:.1f} ({best.dataset} @ {best.ckpt})",
@@ -166,7 +169,7 @@ def _regime_pairs(df:pd.DataFrame, seq:pd.DataFrame)->list[tuple]:
     "(dataset, best Stable branch, best Adaptive branch) of each data set with branches in both SFT regimes"
     reg = val_curves(df).rename(columns=dict(step='ckpt'))[['dataset', 'ckpt', 'regime']]
     s = seq.merge(reg, on=['dataset', 'ckpt'], how='left')
-    pairs = [(ds, _best(g[g.regime == 'stable']), _best(g[g.regime == 'adaptive'])) for ds, g in s.groupby('dataset')]
+    pairs = [(ds, best_ceiling(g[g.regime == 'stable']), best_ceiling(g[g.regime == 'adaptive'])) for ds, g in s.groupby('dataset')]
     pairs = [(ds, st, ad) for ds, st, ad in pairs if st is not None and ad is not None]
     return pairs
 
@@ -184,7 +187,7 @@ def _regime_claim(pairs:list)->dict:
 def _data_claims(seq:pd.DataFrame)->list[dict]:
     "S1K's best ceiling against the lowest of the larger sets, and Hard / Uniform / Easy at equal size"
     rows = []
-    by = {ds: _best(g) for ds, g in seq.groupby('dataset')}
+    by = {ds: best_ceiling(g) for ds, g in seq.groupby('dataset')}
     large = [by[d] for d in by if d != 's1k']
     if 's1k' in by and large:
         s1, low = by['s1k'], min(large, key=lambda r: r.a_post)
