@@ -165,8 +165,8 @@ def plan_figure(prof:Profile, fig:Figure, known:bool=True)->list[Planned]:
     if fig.needs == 'retu' and not (fig.name == 'forecast_backtest' and p.get('own_runs')): return []
     if fig.name in ('fig2', 'fig6') or fig.notebook == 'fig2': return plan_paradigms(prof, p, fig.name, known)
     if fig.name == 'rl_headroom': return seq(prof, E.own_datasets(prof, p.get('dataset'))[:1], int(prof['rl_branches']), False)
-    if fig.name == 'fig5_table1': return seq(E.with_family(prof, p['family']), _names(p['datasets']), int(p['n_branches']), True)
-    if fig.name == 'fig7_table5': return seq(prof, _names(p['datasets']), int(p['n_branches']), False)
+    if fig.name == 'fig5_table1': return seq(fam := E.with_family(prof, p['family']), names := _names(p['datasets']), E.branch_counts(fam, names, p['n_branches']), True)
+    if fig.name == 'fig7_table5': return seq(prof, names := _names(p['datasets']), E.branch_counts(prof, names, p['n_branches']), False)
     if fig.name == 'table6':
         big = E.bigger(prof, p['scale'], p['epochs'])
         sreq = E.sft_request(big, p['dataset']) if known else None
