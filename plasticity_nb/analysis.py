@@ -11,8 +11,8 @@ from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, mean_se, peak_wi
 from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
-__all__ = ['MIN_FIT_POINTS', 'EXPERT_PARTS', 'OWN_PARTS', 'branches_from_curves', 'fit_curves', 'val_curves', 'correlation',
-           'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'best_ceiling', 'sequential_claims',
+__all__ = ['MIN_FIT_POINTS', 'EXPERT_PARTS', 'OWN_PARTS', 'branches_from_curves', 'se_floor', 'fit_curves', 'val_curves',
+           'correlation', 'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'best_ceiling', 'sequential_claims',
            'correlation_claim', 'paradigm_ceilings', 'expert_share', 'learning_diagnostics']
 
 # %% ../nbs/15b_analysis.ipynb #1f41baf4
@@ -67,8 +67,15 @@ def _loose(f:dict, b:dict)->bool:
     y = [b['p_sft'], *b['y']]
     return bool(np.isfinite(f.get('a_post_se', np.nan)) and f['a_post_se'] > max(y) - min(y))
 
+def se_floor(f:dict, b:dict)->float:
+    "The least SE a fitted ceiling can carry: that of the inverse-variance mean of the RL evaluations the fit kept"
+    se = np.asarray(b.get('y_se', []), float)
+    kept = np.array([c == '1' for c in str(f.get('kept', ''))[1:]], bool)  # the fit's kept points, the branch point dropped
+    s = se[(kept if len(kept) == len(se) else True) & np.isfinite(se) & (se > 0)]
+    return float(1 / np.sqrt(np.sum(s ** -2.0))) if len(s) else float('nan')
+
 def fit_curves(df:pd.DataFrame, settings=None)->pd.DataFrame:
-    "Fit the ceiling of every RL branch (settings None: selected per curve); too-short curves, unidentified and loose fits use the peak (with the peak's SE)"
+    "Fit the ceiling of every RL branch (settings None: selected per curve); too-short curves, unidentified and loose fits use the peak (with the peak's SE); a fit's SE is at least `se_floor`"
     rows = []
     for b in branches_from_curves(df):
         meta = _branch_meta(b)
@@ -78,6 +85,8 @@ def fit_curves(df:pd.DataFrame, settings=None)->pd.DataFrame:
             why = 'its SE exceeds the span of the scores' if f.get('identified', True) else 'it is not identified by the points'
             f.update({k: v for k, v in _peak_row(b).items() if k in ('pl_rl', 'a_post')}, a_post_se=meta['peak_se'], identified=False,
                      source=f'peak: the fitted ceiling is not used, {why}', a_post_fit=f['a_post'], a_post_fit_se=f.get('a_post_se'))
+        elif f['a_post_se'] < (floor := se_floor(f, b)):  # a bootstrap over few, trimmed residuals can claim more than the evaluations hold
+            f.update(a_post_se=floor, a_post_fit_se=f['a_post_se'])
         rows.append({**f, **meta})
     return pd.DataFrame(rows).rename(columns={'scene': 'dataset'})
 
