@@ -67,12 +67,18 @@ def _loose(f:dict, b:dict)->bool:
     y = [b['p_sft'], *b['y']]
     return bool(np.isfinite(f.get('a_post_se', np.nan)) and f['a_post_se'] > max(y) - min(y))
 
-def se_floor(f:dict, b:dict)->float:
-    "The least SE a fitted ceiling can carry: that of the inverse-variance mean of the RL evaluations the fit kept"
-    se = np.asarray(b.get('y_se', []), float)
-    kept = np.array([c == '1' for c in str(f.get('kept', ''))[1:]], bool)  # the fit's kept points, the branch point dropped
-    s = se[(kept if len(kept) == len(se) else True) & np.isfinite(se) & (se > 0)]
-    return float(1 / np.sqrt(np.sum(s ** -2.0))) if len(s) else float('nan')
+def se_floor(f:dict,  # a fit row: `kept` is its per-point flags, '1' = used, the branch point first (no `kept`: every point)
+             b:dict  # the branch (`branches_from_curves`): `y_se` per RL evaluation
+            )->float:
+    "The least SE a fitted ceiling can carry: that of the inverse-variance mean of the RL evaluations the fit kept (NaN: no SE known)"
+    se, kept = np.asarray(b.get('y_se', []), float), f.get('kept')
+    if isinstance(kept, str) and kept:
+        if len(kept) != len(se) + 1:
+            raise ValueError(f"se_floor: kept has {len(kept)} flags; expected {len(se) + 1} (the branch point, then each of the {len(se)} RL evaluations)")
+        used = np.array([c == '1' for c in kept[1:]], bool)
+    else: used = np.ones(len(se), bool)
+    s = se[used & np.isfinite(se) & (se > 0)]
+    return float(np.sum(s ** -2.0) ** -0.5) if len(s) else float('nan')
 
 def fit_curves(df:pd.DataFrame, settings=None)->pd.DataFrame:
     "Fit the ceiling of every RL branch (settings None: selected per curve); too-short curves, unidentified and loose fits use the peak (with the peak's SE); a fit's SE is at least `se_floor`"
@@ -86,7 +92,7 @@ def fit_curves(df:pd.DataFrame, settings=None)->pd.DataFrame:
             f.update({k: v for k, v in _peak_row(b).items() if k in ('pl_rl', 'a_post')}, a_post_se=meta['peak_se'], identified=False,
                      source=f'peak: the fitted ceiling is not used, {why}', a_post_fit=f['a_post'], a_post_fit_se=f.get('a_post_se'))
         elif f['a_post_se'] < (floor := se_floor(f, b)):  # a bootstrap over few, trimmed residuals can claim more than the evaluations hold
-            f.update(a_post_se=floor, a_post_fit_se=f['a_post_se'])
+            f.update(a_post_se=floor, a_post_fit_se=f['a_post_se'], source=f"{f['source']}; SE raised to the evaluations' (se_floor)")
         rows.append({**f, **meta})
     return pd.DataFrame(rows).rename(columns={'scene': 'dataset'})
 
