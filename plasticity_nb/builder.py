@@ -63,12 +63,14 @@ class RunLogger(TrainerCallback):
         self.run.append_metrics(dict(step=state.global_step, event='train', stage=self.stage, **logs))
 
 # %% ../nbs/11b_builder.ipynb #694833b7
-def _default_evaluate(benchmarks, samples, temperature, max_new_tokens, seed, batch_size, greedy=False):
-    "evaluate_fn(model, tokenizer): `stats.evaluate_with_se` on the benchmarks (HF engine; the same problems and seeds at every call)"
+def _default_evaluate(benchmarks, samples, temperature, max_new_tokens, seed, batch_size, greedy=False,
+                      engine:str='hf'):  # the run's rollout engine; vLLM needs a saved folder, so an in-training evaluation uses hf then
+    "evaluate_fn(model, tokenizer): `stats.evaluate_with_se` on the benchmarks (the same problems and seeds at every call)"
     from plasticity_nb.stats import evaluate_with_se
+    engine = 'hf' if engine == 'vllm' else engine
     def fn(model, tokenizer):
         return evaluate_with_se(model, tokenizer, benchmarks, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
-                                seed=seed, engine='hf', batch_size=batch_size, greedy=greedy)
+                                seed=seed, engine=engine, batch_size=batch_size, greedy=greedy)
     return fn
 
 def _evaluator(evaluate_fn, benchmarks, *settings):

@@ -371,7 +371,7 @@ def run_rl(model_path,  # local model folder (the base or an SFT checkpoint: the
         if len(train_prompts) < s.batch: raise ValueError(f"run_rl: {len(train_prompts)} train_prompts, fewer than batch={s.batch}")
         engine = pick_engine(s.rollout_engine)
         args = _rl_args(run, s, algo, variant, engine, mask_truncated, micro_batch, save_every, kw)
-        ev = _evaluator(evaluate_fn, benchmarks, eval_samples, s.temperature, s.max_new_tokens, s.seed, eval_batch_size, s.eval_greedy)
+        ev = _evaluator(evaluate_fn, benchmarks, eval_samples, s.temperature, s.max_new_tokens, s.seed, eval_batch_size, s.eval_greedy, engine)
         model, tok = load_local(model_path)
         data = Dataset.from_list([{**r, 'answer': str(r['answer'])} for r in train_prompts])
         return build_rl_trainer(run, DAPOTrainer, engine, args, model, tok, data, reward_funcs=reward_funcs, max_new_tokens=s.max_new_tokens,

@@ -431,7 +431,7 @@ def run_syn(method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'
                          max_new_tokens=max_new_tokens, temperature=temperature, eps_low=eps_low, eps_high=eps_high, micro_batch=micro_batch,
                          seed=seed, save_every=save_every or eval_every, updates=updates, micro_tokens=micro_tokens, bf16=bf16,
                          warmup_steps=warmup_steps, mask_truncated_completions=mask_truncated)
-        ev = _evaluator(evaluate_fn, benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size, eval_greedy)
+        ev = _evaluator(evaluate_fn, benchmarks, eval_samples, temperature, max_new_tokens, seed, eval_batch_size, eval_greedy, engine)
         return build_rl_trainer(run, m.trainer, engine, args, model, tok, data, reward_funcs=reward_funcs, max_new_tokens=max_new_tokens,
                                 overlong_cache=overlong_cache, evaluate_fn=ev, eval_every=eval_every, callbacks=callbacks,
                                 ceiling_prior=ceiling_prior, resumed=bool(ckpt))

@@ -15,3 +15,18 @@ def retu_dir():
     if not (SHARED_RETU/'cache').is_dir(): pytest.skip(f"authors' data not found at {SHARED_RETU}")
     return SHARED_RETU
 
+
+@pytest.fixture(scope='session')
+def smoke_fig3(tmp_path_factory):
+    """The smoke profile's fig3 batch, run cold once per test process in its own folder (its plan taken before anything
+    trained): the tests that need a trained smoke registry share it instead of training the same runs again. Run ids
+    hold the absolute path of the model they start from, so a registry cannot be copied elsewhere and reused."""
+    from types import SimpleNamespace
+    from plasticity_nb import reproduce as RP, plan
+    from plasticity_nb.config import load_profile
+    from test_smoke import smoke_settings, PARAMS
+    root = tmp_path_factory.mktemp('smoke_fig3')
+    s = smoke_settings(root)
+    cold = plan.plan_batch(load_profile('smoke', path=s), 'fig3')
+    outs = RP.run_batch('smoke', only='fig3', settings=str(s), params=PARAMS)
+    return SimpleNamespace(root=root, settings=s, cold=cold, outs=outs)

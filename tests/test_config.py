@@ -94,7 +94,7 @@ def test_identities_keep_the_cached_run_ids():
                                                'world_bench_scale', 'world_limit', 'world_max_operand', 'data_train', 'data_val', 'data_rl', 'data_bench'}
     assert set(identity(spec(p, 'rl'))) == {'lr', 'batch', 'gen_batch', 'group_size', 'steps', 'eval_every', 'max_new_tokens', 'temperature',
                                             'eps_low', 'eps_high', 'ds_rounds', 'overlong_cache', 'rollout_engine', 'seed', 'bf16',
-                                            'warmup_steps', 'eval_greedy'}
+                                            'warmup_steps', 'eval_greedy', 'micro_tokens'}  # a late key: tiny sets rl_micro_tokens
     assert set(identity(sft_spec(p, 'full'))) == {'lr', 'batch', 'epochs', 'ckpt_every', 'warmup', 'max_len', 'seed', 'bf16'}
     base = {'kind': 'base', **identity(spec(p, 'model')), **identity(spec(p, 'world')), 'pretrain_steps': p.pretrain_steps, 'seed': p.seed}
     assert run_id(base) == 'cf5c052b5388'   # the tiny base model cached before this change (runs/base-cf5c052b5388)

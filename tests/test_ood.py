@@ -7,7 +7,6 @@ from plasticity_nb import experiments as E, ood as O, runs as R, tasks
 from plasticity_nb.config import load_profile
 from plasticity_nb.evaluate import evaluate
 from test_tasks import check_chain  # the independent reference: Python's parser evaluates each prompt
-from test_smoke import smoke_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent/'plasticity'
@@ -97,8 +96,10 @@ def test_claims_effects_and_errors_by_hand():
     assert pure['effect'] == '-1.0 +/- 1.4' and 'verdict' not in pure
 
 
-def test_fig4_on_smoke_through_the_command_line(tmp_path):
-    s, out = smoke_settings(tmp_path), tmp_path/'fig'
+@pytest.mark.xdist_group('smoke_fig3')  # one process trains the shared registry (tools/test.sh: --dist loadgroup)
+def test_fig4_on_smoke_through_the_command_line(smoke_fig3, tmp_path):
+    "fig4 on the runs of the smoke fig3 batch (conftest's `smoke_fig3`, shared: the runs are the same, so only the OOD scoring is new)"
+    s, out = smoke_fig3.settings, tmp_path/'fig'
     r = subprocess.run([str(EXE), 'reproduce', '--profile', 'smoke', '--settings', str(s), '--only', 'fig4', '--out', str(out)],
                        capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -124,7 +125,7 @@ def test_fig4_on_smoke_through_the_command_line(tmp_path):
     rep = (out/'REPORT.md').read_text()
     assert '## fig4' in rep and rep.count('claim: ') >= 2
     assert all(r['verdict'] in ('reproduced', 'partly', 'not reproduced') for r in json.loads((out/'fig4.report.json').read_text())['rows'][:2])
-    done = R.find_runs(tmp_path/'runs', 'ood')
+    done = R.find_runs(smoke_fig3.root/'runs', 'ood')
     assert len(done) == t.run.nunique() and all(r.is_done() for r in done)
     # the notebook's OOD scores are cached under the identities `ood_run` computes: asking again scores nothing
     prof = load_profile('smoke', path=s)

@@ -25,7 +25,9 @@ def smoke_settings(tmp_path, **extra)->Path:
     p.write_text('\n'.join(lines) + '\n')
     return p
 
-def trained(tmp_path)->list: return [r for r in runs.find_runs(tmp_path/'runs') if not r.name.startswith('world-')]
+def trained(tmp_path)->list:
+    "The training runs of a registry (not its world, nor the OOD scores another test may have added)"
+    return [r for r in runs.find_runs(tmp_path/'runs') if not r.name.startswith(('world-', 'ood-'))]
 
 def slurm_up()->bool:
     "Start the one-node Slurm of tools/slurm_local.sh (root only); whether it is up"
@@ -34,13 +36,14 @@ def slurm_up()->bool:
     assert r.returncode == 0, r.stderr  # root, and it could not start: a real failure
     return True
 
-def test_smoke_reproduction(tmp_path):
-    s = smoke_settings(tmp_path)
+@pytest.mark.xdist_group('smoke_fig3')  # one process trains the shared registry (tools/test.sh: --dist loadgroup)
+def test_smoke_reproduction(smoke_fig3):
+    "The cold batch (conftest's `smoke_fig3`: its plan, what it wrote), then a rerun that trains nothing and gives the same numbers"
+    s, tmp_path, cold = smoke_fig3.settings, smoke_fig3.root, smoke_fig3.cold
     prof = load_profile('smoke', path=s)
-    cold = plan.plan_batch(prof, 'fig3')  # before anything trains: base, SFT and Pure-RL by folder, the branch after SFT
+    # the plan before anything trained: base, SFT and Pure-RL by folder, the branch after SFT
     assert [(r.stage, r.status) for r in cold] == [('base', 'new'), ('sft', 'new'), ('rl', 'new'), ('rl', f'after {cold[1].run}')]
-    outs = RP.run_batch('smoke', only='fig3', settings=str(s), params=PARAMS)
-    assert [o.status for o in outs] == ['ran'], outs
+    assert [o.status for o in smoke_fig3.outs] == ['ran'], smoke_fig3.outs
     out = tmp_path/'outputs'/'smoke'
     for f in ('fig3.png', 'fig3.csv', 'fig3.ipynb', 'curves_sequential.csv', 'REPORT.md'): assert (out/f).exists(), f
     c = pd.read_csv(out/'curves_sequential.csv')

@@ -22,7 +22,7 @@ set +e
 # Two workers on two cores: one thread each (torch would take every core per worker, and the two workers' threads,
 # plus the training jobs some tests start, would then fight over the cores).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-python -m pytest -n 2 -q "$@"
+python -m pytest -n 2 --dist loadgroup -q "$@"  # loadgroup: the tests sharing a trained registry (xdist_group) run in one process
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then echo "FAIL: pytest collected no tests" >&2; exit 1; fi
