@@ -7,6 +7,7 @@ from plasticity_nb import experiments as E, ood as O, runs as R, tasks
 from plasticity_nb.config import load_profile
 from plasticity_nb.evaluate import evaluate
 from test_tasks import check_chain  # the independent reference: Python's parser evaluates each prompt
+from test_smoke import trained
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent/'plasticity'
@@ -100,9 +101,11 @@ def test_claims_effects_and_errors_by_hand():
 def test_fig4_on_smoke_through_the_command_line(smoke_fig3, tmp_path):
     "fig4 on the runs of the smoke fig3 batch (conftest's `smoke_fig3`, shared: the runs are the same, so only the OOD scoring is new)"
     s, out = smoke_fig3.settings, tmp_path/'fig'
+    before = {r.name for r in trained(smoke_fig3.root)}
     r = subprocess.run([str(EXE), 'reproduce', '--profile', 'smoke', '--settings', str(s), '--only', 'fig4', '--out', str(out)],
                        capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert {r.name for r in trained(smoke_fig3.root)} == before  # fig4 reuses fig3's runs: it trains nothing
     for f in ('fig4.png', 'fig4.csv', 'fig4.ipynb', 'fig4.report.json', 'REPORT.md'): assert (out/f).exists(), f
     nb = nbformat.read(out/'fig4.ipynb', as_version=4)
     assert any('image/png' in o.get('data', {}) for c in nb.cells if c.cell_type == 'code' for o in c.outputs)
