@@ -21,7 +21,7 @@ class SettingsError(ValueError):
 # %% ../nbs/00_config.ipynb #5fbe9fe5
 class Setting(NamedTuple):
     "One key of settings.ini, declared once: what it is, what it accepts, where it goes"
-    type: str  # int, float, str, path (a str resolved against the file) or bool
+    type: str  # int, float, str, path (a str resolved against the file), bool or counts (a count with name:count overrides)
     default: object
     help: str
     group: str  # profile, paths, run, model, world, data, sft, rl, eval, paradigm, launch
@@ -40,7 +40,7 @@ SCHEMA: dict[str, Setting] = {
     'figures': _S('str', '', "the notebooks of this profile's batch, comma-separated (empty: all)", 'profile'),
     'share_cores': _S('bool', True, "CPU: trainings of a batch take cpus // (busy notebooks) threads, the last one left all cores (runs.share_threads); off for models too small to gain from a second thread", 'profile'),
     'own_datasets': _S('str', 'full,s1k,easy,uniform,hard', "SFT data sets of the own-run sequential figures (fig3, table4, fig8)", 'profile'),
-    'rl_branches': _S('int', 2, 'RL branches per data set in the own-run sequential figures, spread over the SFT regimes', 'profile', _P),
+    'rl_branches': _S('counts', '2', "RL branches per data set in the own-run sequential figures, spread over the SFT regimes: one count, or a count with name:count overrides ('1,full:3': one per set, three from full)", 'profile'),
     # where things are
     'outputs': _S('path', 'outputs', 'folder for figures and REPORT.md (outputs/<profile>/)', 'paths'),
     'runs': _S('path', 'runs', 'run registry folder', 'paths'),
@@ -137,7 +137,14 @@ def _bool(s):
     if v in ('0','false','no','off'): return False
     raise ValueError(f"expected one of true/false/yes/no/1/0, got {s!r}")
 
-_TYPES = {'int': int, 'float': float, 'str': str, 'path': str, 'bool': _bool}
+def _counts(s)->str:
+    "A count for every data set with `name:count` overrides, e.g. '2' or '1, full:3' (`rl_branches`), normalised"
+    parts = [x.strip() for x in str(s).split(',')]
+    if sum(x.isdigit() for x in parts) != 1 or not all(re.fullmatch(r'(\w+:)?0*[1-9]\d*', x) for x in parts):
+        raise ValueError(f"expected one count >= 1 and name:count overrides, got {s!r}")
+    return ','.join(parts)
+
+_TYPES = {'int': int, 'float': float, 'str': str, 'path': str, 'bool': _bool, 'counts': _counts}
 
 def _inside(interval:str, v)->bool:
     "Whether v lies in an interval written '[lo, hi)', '(lo, inf)', ... (NaN lies in none)"
@@ -148,6 +155,7 @@ def accepted(s:Setting)->str:
     "What a setting accepts, in words"
     if s.choices: return f"one of {', '.join(s.choices)}"
     if s.type == 'bool': return 'true or false'
+    if s.type == 'counts': return "a count >= 1, then optional name:count overrides (e.g. 2 or 1,full:3)"
     return f"{'a whole number' if s.type == 'int' else 'a number'} in {s.range}" if s.range else f"a {s.type}"
 
 def check_value(key:str, v)->object:
@@ -263,7 +271,7 @@ def _check_fields(self):
 
 def _fields_of(name:str)->type:
     "A frozen dataclass with one typed field per key that goes `into` spec `name`, the declared defaults, values checked"
-    py = {'int': int, 'float': float, 'str': str, 'path': str, 'bool': bool}
+    py = {'int': int, 'float': float, 'str': str, 'path': str, 'bool': bool, 'counts': str}
     fields = [(f, py[SCHEMA[k].type], dataclasses.field(default=SCHEMA[k].default)) for f, k in spec_fields(name).items()]
     return dataclasses.make_dataclass(f'_{name}', fields, frozen=True, namespace=dict(_spec=name, __post_init__=_check_fields))
 

@@ -220,18 +220,27 @@ def own_datasets(prof:Profile, datasets:str|list|None=None)->list[str]:
     if not names: raise ValueError(f"own_datasets: no data set named (got {datasets!r}; profile own_datasets = {prof['own_datasets']!r})")
     return names
 
-def branch_counts(prof:Profile, names:list[str],  # the data sets (`own_datasets`)
-                  branches:int|str|None=None  # 2: every set; '1,full:3': one per set, three from `full`; None: the profile's `rl_branches`
-                 )->dict[str, int]:
-    "RL branches per data set: one count for all, or a default with `name:count` overrides"
-    default, per = str(prof['rl_branches']), {}
-    for part in [s.strip() for s in str(branches if branches is not None else default).split(',') if s.strip()]:
+def _count_parts(spec, names:list[str], key:str, strict:bool)->tuple[int|None, dict]:
+    "(default or None, {name: count}) of a counts spec ('1,full:3'); strict: every name must be one of `names`"
+    default, per = None, {}
+    for part in [s.strip() for s in str(spec).split(',') if s.strip()]:
         name, _, count = part.rpartition(':')
-        if not count.isdigit() or int(count) < 1 or (name and name not in names):
-            raise ValueError(f"n_branches: {part!r} is not a count >= 1 or name:count with name in {names} (e.g. '1,full:3')")
+        if not count.isdigit() or int(count) < 1 or (strict and name and name not in names):
+            raise ValueError(f"{key}: {part!r} is not a count >= 1 or name:count with name in {names} (e.g. '1,full:3')")
         if name: per[name] = int(count)
-        else: default = count
-    return {d: per.get(d, int(default)) for d in names}
+        else: default = int(count)
+    return default, per
+
+def branch_counts(prof:Profile, names:list[str],  # the data sets (`own_datasets`)
+                  branches:int|str|None=None  # 2: every set; '1,full:3': one per set, three from `full`; 's1k:2': the profile's, one set changed; None: the profile's
+                 )->dict[str, int]:
+    "RL branches per data set: the profile's `rl_branches` (a count with `name:count` overrides), replaced by `branches` if it has a count of its own"
+    default, per = _count_parts(prof['rl_branches'], names, 'rl_branches', strict=False)  # the profile may name sets a figure leaves out
+    if branches is not None:
+        d, over = _count_parts(branches, names, 'n_branches', strict=True)
+        if d is not None: default, per = d, {}
+        per = {**per, **over}
+    return {d: per.get(d, default) for d in names}
 
 def sequential_runs(prof:Profile, datasets:str|list|None=None,  # data sets (None: the profile's `own_datasets`)
                     branches:int|str|None=None,  # RL branches per data set (`branch_counts`)

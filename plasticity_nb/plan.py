@@ -141,7 +141,7 @@ def plan_paradigms(prof:Profile, p:dict, fig:str, known:bool=True)->list[Planned
         else:
             why = 'after SFT on full' if known else 'needs the data'
             out += [Planned('paradigm', what(par, seed), kind(par), '', why, run_exaflops(prof, kind(par), rows, ts), figures=[fig]) for par, seed in todo]
-    if p['sequential'] == 'fig3': out += plan_sequential(prof, ts, int(prof['rl_branches']), False, fig, known)
+    if p['sequential'] == 'fig3': out += plan_sequential(prof, ts, E.branch_counts(prof, [ts])[ts], False, fig, known)
     elif p['sequential'] == 'saturated' and 'saturated' not in panels:
         out += plan_paradigms(prof, {**p, 'panels': 'saturated', 'paradigms': 'dapo_d', 'n_seeds': 1, 'seeded': 'dapo_d', 'sequential': ''}, fig, known)
     return out
@@ -164,7 +164,7 @@ def plan_figure(prof:Profile, fig:Figure, known:bool=True)->list[Planned]:
                                      for r in plan_sequential(q, d, b[d] if isinstance(b, dict) else b, pure and i == 0, fig.name, known)]
     if fig.needs == 'retu' and not (fig.name == 'forecast_backtest' and p.get('own_runs')): return []
     if fig.name in ('fig2', 'fig6') or fig.notebook == 'fig2': return plan_paradigms(prof, p, fig.name, known)
-    if fig.name == 'rl_headroom': return seq(prof, E.own_datasets(prof, p.get('dataset'))[:1], int(prof['rl_branches']), False)
+    if fig.name == 'rl_headroom': return seq(prof, ds := E.own_datasets(prof, p.get('dataset'))[:1], E.branch_counts(prof, ds), False)
     if fig.name == 'fig5_table1': return seq(fam := E.with_family(prof, p['family']), names := _names(p['datasets']), E.branch_counts(fam, names, p['n_branches']), True)
     if fig.name == 'fig7_table5': return seq(prof, names := _names(p['datasets']), E.branch_counts(prof, names, p['n_branches']), False)
     if fig.name == 'table6':

@@ -20,7 +20,7 @@ def _ini(tmp_path, bad:str)->Path:
 
 def test_every_key_is_declared_once_with_what_it_accepts():
     for k, s in SCHEMA.items():
-        assert s.type in ('int', 'float', 'str', 'path', 'bool') and s.help and s.group, k
+        assert s.type in ('int', 'float', 'str', 'path', 'bool', 'counts') and s.help and s.group, k
         assert check_value(k, s.default) == s.default, k                 # the default is an accepted value
         if s.type in ('int', 'float'): assert s.range, f'{k} declares no range'
         for t in s.into.split(): assert t.split('.')[0] in ('model', 'world', 'data', 'sft', 'rl', 'eval'), (k, t)
@@ -33,6 +33,7 @@ def test_every_key_is_declared_once_with_what_it_accepts():
                                       ('rollout_engine = vlm', "[other] rollout_engine = 'vlm': expected one of auto"),
                                       ('sft_bach = 8', "[other] unknown key 'sft_bach'"), ('seed = 0.5', "[other] seed = '0.5'"),
                                       ('group_size = 1', "[other] group_size = '1': expected a whole number in [2, inf)"),
+                                      ('rl_branches = full:3', "[other] rl_branches = 'full:3': expected a count >= 1, then optional name:count overrides"),
                                       ('syn_micro_tokens = -1', "[other] syn_micro_tokens = '-1'")])
 def test_a_bad_value_in_any_profile_is_a_one_line_error(tmp_path, bad, says):
     p = _ini(tmp_path, bad)
