@@ -139,10 +139,11 @@ def _bool(s):
 
 def _counts(s)->str:
     "A count for every data set with `name:count` overrides, e.g. '2' or '1, full:3' (`rl_branches`), normalised"
-    parts = [x.strip() for x in str(s).split(',')]
-    if sum(x.isdigit() for x in parts) != 1 or not all(re.fullmatch(r'(\w+:)?0*[1-9]\d*', x) for x in parts):
+    parts = [x.strip().rpartition(':') for x in str(s).split(',')]
+    names = [n for n, _, _ in parts if n]
+    if sum(not n for n, _, _ in parts) != 1 or len(set(names)) < len(names) or not all(re.fullmatch(r'(\w+:)?0*[1-9]\d*', ''.join(x)) for x in parts):
         raise ValueError(f"expected one count >= 1 and name:count overrides, got {s!r}")
-    return ','.join(parts)
+    return ','.join(f'{n}{c}{int(k)}' for n, c, k in parts)
 
 _TYPES = {'int': int, 'float': float, 'str': str, 'path': str, 'bool': _bool, 'counts': _counts}
 

@@ -223,10 +223,12 @@ def own_datasets(prof:Profile, datasets:str|list|None=None)->list[str]:
 def _count_parts(spec, names:list[str], key:str, strict:bool)->tuple[int|None, dict]:
     "(default or None, {name: count}) of a counts spec ('1,full:3'); strict: every name must be one of `names`"
     default, per = None, {}
-    for part in [s.strip() for s in str(spec).split(',') if s.strip()]:
+    parts = [s.strip() for s in str(spec).split(',') if s.strip()]
+    if not parts: raise ValueError(f"{key}: no count in {spec!r} (e.g. '2' or '1,full:3')")
+    for part in parts:
         name, _, count = part.rpartition(':')
-        if not count.isdigit() or int(count) < 1 or (strict and name and name not in names):
-            raise ValueError(f"{key}: {part!r} is not a count >= 1 or name:count with name in {names} (e.g. '1,full:3')")
+        if not count.isdigit() or int(count) < 1 or (strict and name and name not in names) or name in per or (not name and default is not None):
+            raise ValueError(f"{key}: {part!r} is not a count >= 1 or name:count with name in {names}, one count and each name once (e.g. '1,full:3')")
         if name: per[name] = int(count)
         else: default = int(count)
     return default, per
@@ -236,6 +238,7 @@ def branch_counts(prof:Profile, names:list[str],  # the data sets (`own_datasets
                  )->dict[str, int]:
     "RL branches per data set: the profile's `rl_branches` (a count with `name:count` overrides), replaced by `branches` if it has a count of its own"
     default, per = _count_parts(prof['rl_branches'], names, 'rl_branches', strict=False)  # the profile may name sets a figure leaves out
+    if default is None: raise ValueError(f"rl_branches = {prof['rl_branches']!r}: no count for the sets it does not name (e.g. '2,full:3')")
     if branches is not None:
         d, over = _count_parts(branches, names, 'n_branches', strict=True)
         if d is not None: default, per = d, {}
