@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 # %% auto #0
-__all__ = ['SCHEMA', 'SPECS', 'SMALL_SETS', 'SUBSETS', 'SettingsError', 'Setting', 'accepted', 'check_value', 'find_settings',
-           'Profile', 'list_profiles', 'check_settings', 'load_profile', 'profile_overrides', 'spec_fields',
-           'ModelSpec', 'WorldSpec', 'DataFiles', 'SFTSpec', 'RLSpec', 'EvalSpec', 'spec_class', 'spec', 'identity',
-           'sft_spec', 'set_offline']
+__all__ = ['SCHEMA', 'SPECS', 'SMALL_SETS', 'SUBSETS', 'SettingsError', 'Setting', 'parse_counts', 'accepted', 'check_value',
+           'find_settings', 'Profile', 'list_profiles', 'check_settings', 'load_profile', 'profile_overrides',
+           'spec_fields', 'ModelSpec', 'WorldSpec', 'DataFiles', 'SFTSpec', 'RLSpec', 'EvalSpec', 'spec_class', 'spec',
+           'identity', 'sft_spec', 'set_offline']
 
 # %% ../nbs/00_config.ipynb #82d1ebc8
 class SettingsError(ValueError):
@@ -137,13 +137,22 @@ def _bool(s):
     if v in ('0','false','no','off'): return False
     raise ValueError(f"expected one of true/false/yes/no/1/0, got {s!r}")
 
+def parse_counts(spec)->tuple[int|None, dict]:
+    "(the count or None, {name: count}) of a counts value such as '1, full:3'; ValueError on a bad part, two counts or a name twice"
+    default, per = None, {}
+    for part in [x.strip() for x in str(spec).split(',')]:
+        name, _, count = part.rpartition(':')
+        if not re.fullmatch(r'(\w+:)?0*[1-9]\d*', part) or name in per or (not name and default is not None):
+            raise ValueError(f"{part!r} is not a count >= 1 or name:count, one count and each name once (e.g. '1,full:3')")
+        if name: per[name] = int(count)
+        else: default = int(count)
+    return default, per
+
 def _counts(s)->str:
-    "A count for every data set with `name:count` overrides, e.g. '2' or '1, full:3' (`rl_branches`), normalised"
-    parts = [x.strip().rpartition(':') for x in str(s).split(',')]
-    names = [n for n, _, _ in parts if n]
-    if sum(not n for n, _, _ in parts) != 1 or len(set(names)) < len(names) or not all(re.fullmatch(r'(\w+:)?0*[1-9]\d*', ''.join(x)) for x in parts):
-        raise ValueError(f"expected one count >= 1 and name:count overrides, got {s!r}")
-    return ','.join(f'{n}{c}{int(k)}' for n, c, k in parts)
+    "A count for every data set with `name:count` overrides (`rl_branches`), normalised: the count first"
+    default, per = parse_counts(s)
+    if default is None: raise ValueError(f"no count for the sets {s!r} does not name")
+    return ','.join([str(default)] + [f'{n}:{c}' for n, c in per.items()])
 
 _TYPES = {'int': int, 'float': float, 'str': str, 'path': str, 'bool': _bool, 'counts': _counts}
 

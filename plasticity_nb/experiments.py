@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
-from .config import Profile, SCHEMA, spec, spec_fields, sft_spec, identity, profile_overrides
+from .config import Profile, SCHEMA, parse_counts, spec, spec_fields, sft_spec, identity, profile_overrides
 from . import runs as R, data, models, sft, rl, ceiling, paper, launch
 from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, mean_se, peak_with_se, r_interval
 from .curves import CURVE_COLUMNS, overall_score
@@ -222,15 +222,10 @@ def own_datasets(prof:Profile, datasets:str|list|None=None)->list[str]:
 
 def _count_parts(spec, names:list[str], key:str, strict:bool)->tuple[int|None, dict]:
     "(default or None, {name: count}) of a counts spec ('1,full:3'); strict: every name must be one of `names`"
-    default, per = None, {}
-    parts = [s.strip() for s in str(spec).split(',') if s.strip()]
-    if not parts: raise ValueError(f"{key}: no count in {spec!r} (e.g. '2' or '1,full:3')")
-    for part in parts:
-        name, _, count = part.rpartition(':')
-        if not count.isdigit() or int(count) < 1 or (strict and name and name not in names) or name in per or (not name and default is not None):
-            raise ValueError(f"{key}: {part!r} is not a count >= 1 or name:count with name in {names}, one count and each name once (e.g. '1,full:3')")
-        if name: per[name] = int(count)
-        else: default = int(count)
+    try: default, per = parse_counts(spec)
+    except ValueError as e: raise ValueError(f"{key}: {e}") from None
+    for name in [n for n in per if strict and n not in names]:
+        raise ValueError(f"{key}: {f'{name}:{per[name]}'!r} names no data set of {names} (e.g. '1,full:3')")
     return default, per
 
 def branch_counts(prof:Profile, names:list[str],  # the data sets (`own_datasets`)
