@@ -58,6 +58,7 @@ SCHEMA: dict[str, Setting] = {
     'ffn': _S('int', 512, 'tiny model: MLP width', 'model', _P, into='model'),
     'max_len': _S('int', 256, 'max sequence length (prompt + response)', 'model', '[8, inf)', into='model sft'),
     'bf16': _S('bool', False, 'train and generate in bfloat16', 'model', into='model sft rl'),
+    'tokenizer': _S('str', 'chars', "tiny model: 'chars' (one token per character) or 'pieces' (the prompt's opening word, \\boxed{ and two-digit numbers whole: rows ~1.5x shorter; models.world_tokenizer)", 'model', choices=('chars', 'pieces'), into='model', late=True),
     'pretrain_steps': _S('int', 300, 'tiny base model: pre-training steps on the direct-answer corpus', 'model', _N),
     # the synthetic world's sizes (the data of the tiny profiles)
     'world_full': _S('int', 8000, 'tiny world: size of the full expert set (the SFT889K analogue)', 'world', _P, into='world'),

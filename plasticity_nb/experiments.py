@@ -232,7 +232,9 @@ def branch_counts(prof:Profile, names:list[str],  # the data sets (`own_datasets
                   branches:int|str|None=None  # 2: every set; '1,full:3': one per set, three from `full`; 's1k:2': the profile's, one set changed; None: the profile's
                  )->dict[str, int]:
     "RL branches per data set: the profile's `rl_branches` (a count with `name:count` overrides), replaced by `branches` if it has a count of its own"
-    default, per = _count_parts(prof['rl_branches'], names, 'rl_branches', strict=False)  # the profile may name sets a figure leaves out
+    default, per = _count_parts(prof['rl_branches'], names, 'rl_branches', strict=False)  # the profile may name sets a figure leaves out,
+    if any(d not in names for d in per):  # but each must be one of its world's (a misspelt name would fall back to the count)
+        _count_parts(prof['rl_branches'], names + [k for k in world(prof) if k not in ('benchmarks', *names)], 'rl_branches', strict=True)
     if default is None: raise ValueError(f"rl_branches = {prof['rl_branches']!r}: no count for the sets it does not name (e.g. '2,full:3')")
     if branches is not None:
         d, over = _count_parts(branches, names, 'n_branches', strict=True)

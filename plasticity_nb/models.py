@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_models.ipynb #9b791ea8
 from __future__ import annotations
-import json, os, shutil, string, tempfile, time
+import json, os, re, shutil, string, tempfile, time
 from pathlib import Path
 import torch
 from tokenizers import Tokenizer, Regex, models as tk_models, pre_tokenizers, decoders, processors
@@ -12,9 +12,9 @@ from transformers import (PreTrainedTokenizerFast, AutoTokenizer, AutoModelForCa
                           Qwen2Config, Qwen2ForCausalLM, LlamaConfig, LlamaForCausalLM)
 
 # %% auto #0
-__all__ = ['SPECIALS', 'FAMILIES', 'full_text', 'default_alphabet', 'build_tokenizer', 'build_model', 'n_params',
-           'model_from_profile', 'is_model_dir', 'load_tokenizer', 'load_local', 'checkpointing_kw', 'pretrain_base',
-           'base_model_path']
+__all__ = ['SPECIALS', 'TOKENIZERS', 'FAMILIES', 'full_text', 'default_alphabet', 'build_tokenizer', 'world_tokenizer',
+           'build_model', 'n_params', 'model_from_profile', 'is_model_dir', 'load_tokenizer', 'load_local',
+           'checkpointing_kw', 'pretrain_base', 'base_model_path']
 
 # %% ../nbs/03_models.ipynb #ea8746f4
 SPECIALS = dict(pad_token='<pad>', bos_token='<bos>', eos_token='<eos>', unk_token='<unk>')
@@ -37,20 +37,31 @@ def default_alphabet()->str:
 def build_tokenizer(alphabet:str|None=None,  # characters that get their own token; default `default_alphabet()`
                     bos:bool=True,  # prepend `<bos>` to every encoded text
                     model_max_length:int=1_000_000,  # length the tokenizer warns beyond
+                    pieces=(),  # longer strings that are one token each, matched before single characters (longest first)
                    )->PreTrainedTokenizerFast:
-    "A character-level fast tokenizer with `<pad>`, `<bos>`, `<eos>`, `<unk>`; saves and loads with `save_pretrained`"
+    "A character-level fast tokenizer (plus whole `pieces`) with `<pad>`, `<bos>`, `<eos>`, `<unk>`; saves and loads with `save_pretrained`"
     chars = sorted(set(alphabet if alphabet is not None else default_alphabet()))
     if not chars: raise ValueError("build_tokenizer: alphabet is empty; pass the characters of the task text")
     specials = list(SPECIALS.values())
-    vocab = {t:i for i,t in enumerate(specials + [c for c in chars if c not in specials])}
+    whole = sorted({p for p in pieces if len(p) > 1}, key=lambda p: (-len(p), p))  # the regex takes the first alternative that matches
+    vocab = {t:i for i,t in enumerate(specials + [c for c in chars if c not in specials] + whole)}
     tk = Tokenizer(tk_models.WordLevel(vocab, unk_token=SPECIALS['unk_token']))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex(r'[\s\S]'), behavior='isolated')
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex('|'.join([re.escape(p) for p in whole] + [r'[\s\S]'])), behavior='isolated')
     tk.decoder = decoders.Fuse()
     if bos:
         b = SPECIALS['bos_token']
         tk.post_processor = processors.TemplateProcessing(single=f'{b} $A', pair=f'{b} $A $B', special_tokens=[(b, vocab[b])])
     return PreTrainedTokenizerFast(tokenizer_object=tk, padding_side='left', clean_up_tokenization_spaces=False,
                                    model_max_length=model_max_length, **SPECIALS)
+
+# %% ../nbs/03_models.ipynb #459334ab
+TOKENIZERS = ('chars', 'pieces')
+
+def world_tokenizer(kind:str='chars')->PreTrainedTokenizerFast:
+    "The tiny world's tokenizer: 'chars' (one token per character) or 'pieces' (`tasks.TOKEN_PIECES` whole as well)"
+    if kind not in TOKENIZERS: raise ValueError(f"tokenizer={kind!r}: accepted {', '.join(TOKENIZERS)}")
+    from plasticity_nb.tasks import TOKEN_PIECES
+    return build_tokenizer(pieces=TOKEN_PIECES if kind == 'pieces' else ())
 
 # %% ../nbs/03_models.ipynb #657b15ff
 FAMILIES = {'qwen2': (Qwen2Config, Qwen2ForCausalLM), 'llama': (LlamaConfig, LlamaForCausalLM)}
@@ -190,7 +201,7 @@ def base_model_path(profile,  # a `config.Profile`
     if profile['model_path']:
         if not is_model_dir(profile['model_path']): load_local(profile['model_path'])  # raises naming the path
         return Path(profile['model_path'])
-    tok = build_tokenizer()
+    tok = world_tokenizer(profile.get('tokenizer', 'chars'))
     model = model_from_profile(profile, tok)
     return pretrain_base(model, tok, corpus_rows, profile['pretrain_steps'], out_dir, max_len=profile['max_len'],
                          seed=profile['seed'], bf16=profile['bf16'])

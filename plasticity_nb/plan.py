@@ -32,8 +32,8 @@ def model_dims(prof:Profile)->flops.ModelDims:
     "The shape the FLOP counter needs, for the profile's model (tiny, a local folder, or a known model by name)"
     mp = prof.get('model_path')
     if not mp:
-        from plasticity_nb.models import build_tokenizer
-        return flops.ModelDims(prof['n_layers'], prof['hidden'], prof['ffn'], prof['n_heads'], prof['n_kv_heads'], len(build_tokenizer()))
+        from plasticity_nb.models import world_tokenizer
+        return flops.ModelDims(prof['n_layers'], prof['hidden'], prof['ffn'], prof['n_heads'], prof['n_kv_heads'], len(world_tokenizer(prof['tokenizer'])))
     cfg = Path(mp)/'config.json'
     if cfg.exists(): return flops.ModelDims.from_config(json.loads(cfg.read_text()))
     name = Path(mp).name

@@ -9,11 +9,11 @@ from pathlib import Path
 from .config import SCHEMA
 
 # %% auto #0
-__all__ = ['ALPHABET', 'LIMIT', 'BASE_OPERAND', 'MAX_MULT', 'PROMPT', 'PRETRAIN_LEVELS', 'PRETRAIN_MIX', 'FULL_LEVELS',
-           'S1K_LEVELS', 'RL_LEVELS', 'PAPER_SIZES', 'BENCH_LEVELS', 'BENCH_FRACTION', 'MIN_BENCH', 'WORLD_VERSION',
-           'BENCH_SIZES', 'OOD_FAMILIES', 'OOD_LEVELS', 'OOD_SIZE', 'WORLD_KEYS', 'max_operand', 'make_problem',
-           'direct_answer_corpus', 'arithmetic_facts', 'expression_readings', 'pretrain_corpus', 'bench_sizes',
-           'rl_levels', 'check_disjoint', 'build_world', 'fresh_problems', 'ood_sets', 'world_summary',
+__all__ = ['ALPHABET', 'LIMIT', 'BASE_OPERAND', 'MAX_MULT', 'PROMPT', 'TOKEN_PIECES', 'PRETRAIN_LEVELS', 'PRETRAIN_MIX',
+           'FULL_LEVELS', 'S1K_LEVELS', 'RL_LEVELS', 'PAPER_SIZES', 'BENCH_LEVELS', 'BENCH_FRACTION', 'MIN_BENCH',
+           'WORLD_VERSION', 'BENCH_SIZES', 'OOD_FAMILIES', 'OOD_LEVELS', 'OOD_SIZE', 'WORLD_KEYS', 'max_operand',
+           'make_problem', 'direct_answer_corpus', 'arithmetic_facts', 'expression_readings', 'pretrain_corpus',
+           'bench_sizes', 'rl_levels', 'check_disjoint', 'build_world', 'fresh_problems', 'ood_sets', 'world_summary',
            'length_by_difficulty', 'to_dataset', 'write_jsonl', 'read_jsonl', 'save_world', 'load_world', 'world_key',
            'cached_world']
 
@@ -23,6 +23,7 @@ LIMIT = 1000        # default cap: intermediate values lie in [0, limit)
 BASE_OPERAND = 40   # default `base` of `max_operand`
 MAX_MULT = 9        # multipliers are single digits 2..MAX_MULT
 PROMPT = "Compute {expr}.\n"  # the problem text around the expression
+TOKEN_PIECES = (PROMPT[:PROMPT.index('{')], '\\boxed{', *map(str, range(10, 100)))  # kept whole by the `pieces` tokenizer: the prompt's opening word, the answer's wrapper, two-digit numbers
 
 def max_operand(difficulty:int,  # number of steps
                 base:int=BASE_OPERAND  # largest operand at difficulty 0 (`world_max_operand`)

@@ -90,7 +90,9 @@ def test_sft_spec_follows_the_data_set():
 def test_identities_keep_the_cached_run_ids():
     "The run configs built from specs hold the keys (and so the ids) they held before the specs"
     p = load_profile('tiny', path=INI)
-    assert list(spec_fields('model')) == ['model_family', 'model_path', 'n_layers', 'hidden', 'n_heads', 'n_kv_heads', 'ffn', 'max_len', 'bf16']
+    assert list(spec_fields('model')) == ['model_family', 'model_path', 'n_layers', 'hidden', 'n_heads', 'n_kv_heads', 'ffn', 'max_len', 'bf16', 'tokenizer']
+    assert 'tokenizer' not in identity(spec(p, 'model'))  # a late key at its default ('chars')
+    assert identity(spec(p, 'model', tokenizer='pieces'))['tokenizer'] == 'pieces'  # another tokenizer: another base, another id
     assert set(identity(spec(p, 'world'))) == {'world_full', 'world_subset', 'world_s1k', 'world_val', 'world_rl', 'world_pretrain',
                                                'world_bench_scale', 'world_limit', 'world_max_operand', 'data_train', 'data_val', 'data_rl', 'data_bench'}
     assert set(identity(spec(p, 'rl'))) == {'lr', 'batch', 'gen_batch', 'group_size', 'steps', 'eval_every', 'max_new_tokens', 'temperature',

@@ -109,3 +109,19 @@ def test_base_model_path(tmp_path):
     q = load_profile('tiny', model_path=str(tmp_path/'missing'))
     with pytest.raises(FileNotFoundError, match='missing'): base_model_path(q, corpus, tmp_path/'b2')
     assert base_model_path(load_profile('tiny', model_path=str(out)), corpus, tmp_path/'b3') == out
+
+def test_pieces_tokenizer_round_trip_and_base(tmp_path):
+    "The `pieces` tokenizer: the same text back from every world row, rows ~1.5x shorter, and a base model that keeps it"
+    from plasticity_nb.models import base_model_path, world_tokenizer
+    from plasticity_nb.tasks import TOKEN_PIECES
+    pt, ct = world_tokenizer('pieces'), world_tokenizer('chars')
+    w = build_world(dict(world_full=200, world_subset=10, world_s1k=10, world_val=10, world_rl=200, world_bench_scale=0.05), 0)
+    texts = [full_text(r) for r in w['full'] + w['rl']]
+    n_p, n_c = (sum(len(t(x)['input_ids']) for x in texts) for t in (pt, ct))
+    for x in texts: assert pt.decode(pt(x)['input_ids'], skip_special_tokens=True) == x and pt.unk_token_id not in pt(x)['input_ids']
+    assert 1.3 < n_c / n_p < 1.8, (n_c, n_p)  # numbers 10-99 and the wrapper whole (the tiny world's rows: 1.53x)
+    p = load_profile('tiny', pretrain_steps='2', n_layers='1', hidden='32', n_heads='2', n_kv_heads='1', ffn='64', tokenizer='pieces')
+    out = base_model_path(p, [{'prompt': 'Compute 12+1.\n', 'completion': '\\boxed{13}'}] * 4, tmp_path/'base')
+    m, t = load_local(out)
+    assert len(t) == len(ct) + len(TOKEN_PIECES) == m.config.vocab_size
+    assert t.convert_ids_to_tokens(t('Compute 12+1.\n')['input_ids'])[1:3] == ['Compute ', '12']
