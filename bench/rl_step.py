@@ -3,8 +3,10 @@ without length-bucketed micro-batches and with the `compact` rollout engine (row
 model, prompts and batch, measured in one process.
 
 usage: .venv/bin/python bench/rl_step.py MODEL_DIR [--profile tiny-full] [--steps 4] [--threads 2] [--budgets 0,4096]
-                                         [--engines hf,compact]
+                                         [--engines hf,compact] [--also MODEL_DIR2]
 MODEL_DIR: a saved model folder, e.g. an SFT checkpoint of the `full` data set (runs/sft-*/checkpoints/checkpoint-N).
+--also: further model folders (e.g. the same recipe's checkpoint with `tokenizer = pieces`), each measured with TRL's
+defaults and the project's last variant in the same process; every ratio is against MODEL_DIR's TRL defaults.
 Prints seconds per step (median over --steps after one warm-up step), tokens per step and each variant's ratio
 against TRL's defaults. Run it on an otherwise idle machine: it measures wall time.
 """
@@ -67,6 +69,7 @@ def main():
     ap.add_argument('model'); ap.add_argument('--profile', default='tiny-full'); ap.add_argument('--steps', type=int, default=4)
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--budgets', default='0,4096')
     ap.add_argument('--engines', default='hf', help='rollout engines of the project variants (the last budget), e.g. hf,compact')
+    ap.add_argument('--also', default='', help='comma-separated further model folders (another tokenizer), measured with TRL defaults and the last variant')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     prof = load_profile(a.profile)
@@ -77,6 +80,10 @@ def main():
             torch.manual_seed(0); res[f'project_dapo_micro{b}'] = measure(project(a.model, prof, f'{d}/p{b}', a.steps + 1, b), a.steps + 1)
         for e in [x for x in a.engines.split(',') if x != 'hf']:
             torch.manual_seed(0); res[f'project_dapo_micro{b}_{e}'] = measure(project(a.model, prof, f'{d}/p{b}{e}', a.steps + 1, b, e), a.steps + 1)
+        last = a.engines.split(',')[-1]  # the project's last variant: the last budget on the last engine
+        for i, m in enumerate(x for x in a.also.split(',') if x):
+            torch.manual_seed(0); res[f'also{i}_trl_grpo_defaults'] = measure(trl_defaults(m, prof, f'{d}/a{i}trl', a.steps + 1), a.steps + 1)
+            torch.manual_seed(0); res[f'also{i}_project_dapo_micro{b}_{last}'] = measure(project(m, prof, f'{d}/a{i}p', a.steps + 1, b, last), a.steps + 1)
     base = res['trl_grpo_defaults']['s_per_step']
     for k, v in res.items():
         print(f"{k:28s} {v['s_per_step']:7.2f} s/step  x{base / v['s_per_step']:5.2f} vs TRL defaults   "
