@@ -15,11 +15,11 @@ from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, mean_se, peak_wi
 from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
-__all__ = ['DAPO_ONLY', 'PARADIGMS', 'preflight', 'world', 'with_family', 'Request', 'obtain', 'wait_for', 'base_request',
-           'base_path', 'base_model', 'sft_request', 'sft_run', 'sft_regimes', 'pick_branches', 'switch_steps',
-           'rl_request', 'rl_run', 'branch_points', 'branch_run', 'pure_rl_run', 'sequential', 'own_datasets',
-           'branch_counts', 'sequential_runs', 'memo', 'syn_settings', 'stronger', 'bigger', 'paradigm_request',
-           'paradigm_run', 'job_request', 'paradigm_todo', 'panel_start', 'paradigm_curves']
+__all__ = ['NOT_SFT', 'DAPO_ONLY', 'PARADIGMS', 'preflight', 'world', 'with_family', 'Request', 'obtain', 'wait_for',
+           'base_request', 'base_path', 'base_model', 'sft_request', 'sft_run', 'sft_regimes', 'pick_branches',
+           'switch_steps', 'rl_request', 'rl_run', 'branch_points', 'branch_run', 'pure_rl_run', 'sequential',
+           'own_datasets', 'branch_counts', 'sequential_runs', 'memo', 'syn_settings', 'stronger', 'bigger',
+           'paradigm_request', 'paradigm_run', 'job_request', 'paradigm_todo', 'panel_start', 'paradigm_curves']
 
 # %% ../nbs/15_experiments.ipynb #f84cbf94
 def preflight(prof:Profile):
@@ -220,6 +220,8 @@ def own_datasets(prof:Profile, datasets:str|list|None=None)->list[str]:
     if not names: raise ValueError(f"own_datasets: no data set named (got {datasets!r}; profile own_datasets = {prof['own_datasets']!r})")
     return names
 
+NOT_SFT = ('benchmarks', 'val', 'rl', 'pretrain')  # the world's sets no SFT run trains on
+
 def _count_parts(spec, names:list[str], key:str, strict:bool)->tuple[int|None, dict]:
     "(default or None, {name: count}) of a counts spec ('1,full:3'); strict: every name must be one of `names`"
     try: default, per = parse_counts(spec)
@@ -234,7 +236,7 @@ def branch_counts(prof:Profile, names:list[str],  # the data sets (`own_datasets
     "RL branches per data set: the profile's `rl_branches` (a count with `name:count` overrides), replaced by `branches` if it has a count of its own"
     default, per = _count_parts(prof['rl_branches'], names, 'rl_branches', strict=False)  # the profile may name sets a figure leaves out,
     if any(d not in names for d in per):  # but each must be one of its world's (a misspelt name would fall back to the count)
-        _count_parts(prof['rl_branches'], names + [k for k in world(prof) if k not in ('benchmarks', *names)], 'rl_branches', strict=True)
+        _count_parts(prof['rl_branches'], names + [k for k in world(prof) if k not in (*NOT_SFT, *names)], 'rl_branches', strict=True)
     if default is None: raise ValueError(f"rl_branches = {prof['rl_branches']!r}: no count for the sets it does not name (e.g. '2,full:3')")
     if branches is not None:
         d, over = _count_parts(branches, names, 'n_branches', strict=True)

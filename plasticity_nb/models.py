@@ -43,7 +43,7 @@ def build_tokenizer(alphabet:str|None=None,  # characters that get their own tok
     chars = sorted(set(alphabet if alphabet is not None else default_alphabet()))
     if not chars: raise ValueError("build_tokenizer: alphabet is empty; pass the characters of the task text")
     specials = list(SPECIALS.values())
-    whole = sorted({p for p in pieces if len(p) > 1}, key=lambda p: (-len(p), p))  # the regex takes the first alternative that matches
+    whole = sorted({p for p in pieces if len(p) > 1 and p not in specials}, key=lambda p: (-len(p), p))  # the regex takes the first alternative that matches
     vocab = {t:i for i,t in enumerate(specials + [c for c in chars if c not in specials] + whole)}
     tk = Tokenizer(tk_models.WordLevel(vocab, unk_token=SPECIALS['unk_token']))
     tk.pre_tokenizer = pre_tokenizers.Split(Regex('|'.join([re.escape(p) for p in whole] + [r'[\s\S]'])), behavior='isolated')
