@@ -12,9 +12,9 @@ from transformers import (PreTrainedTokenizerFast, AutoTokenizer, AutoModelForCa
                           Qwen2Config, Qwen2ForCausalLM, LlamaConfig, LlamaForCausalLM)
 
 # %% auto #0
-__all__ = ['SPECIALS', 'TOKENIZERS', 'FAMILIES', 'full_text', 'default_alphabet', 'build_tokenizer', 'world_tokenizer',
-           'build_model', 'n_params', 'model_from_profile', 'is_model_dir', 'load_tokenizer', 'load_local',
-           'checkpointing_kw', 'pretrain_base', 'base_model_path']
+__all__ = ['SPECIALS', 'FAMILIES', 'full_text', 'default_alphabet', 'build_tokenizer', 'world_tokenizer', 'build_model',
+           'n_params', 'model_from_profile', 'is_model_dir', 'load_tokenizer', 'load_local', 'checkpointing_kw',
+           'pretrain_base', 'base_model_path']
 
 # %% ../nbs/03_models.ipynb #ea8746f4
 SPECIALS = dict(pad_token='<pad>', bos_token='<bos>', eos_token='<eos>', unk_token='<unk>')
@@ -55,12 +55,11 @@ def build_tokenizer(alphabet:str|None=None,  # characters that get their own tok
                                    model_max_length=model_max_length, **SPECIALS)
 
 # %% ../nbs/03_models.ipynb #459334ab
-TOKENIZERS = ('chars', 'pieces')
-
 def world_tokenizer(kind:str='chars')->PreTrainedTokenizerFast:
     "The tiny world's tokenizer: 'chars' (one token per character) or 'pieces' (`tasks.TOKEN_PIECES` whole as well)"
-    if kind not in TOKENIZERS: raise ValueError(f"tokenizer={kind!r}: accepted {', '.join(TOKENIZERS)}")
+    from plasticity_nb.config import SCHEMA
     from plasticity_nb.tasks import TOKEN_PIECES
+    if kind not in (ok := SCHEMA['tokenizer'].choices): raise ValueError(f"tokenizer={kind!r}: accepted {', '.join(ok)}")
     return build_tokenizer(pieces=TOKEN_PIECES if kind == 'pieces' else ())
 
 # %% ../nbs/03_models.ipynb #657b15ff
