@@ -228,7 +228,9 @@ def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
     return rows + _data_claims(seq)
 
 # %% ../nbs/15b_analysis.ipynb #9b4f63e7
-def correlation_claim(r:dict  # `correlation(...)`: pearson, spearman, n (NaN with a reason when undefined)
+def correlation_claim(r:dict,  # `correlation(...)`: pearson, spearman, n (NaN with a reason when undefined)
+                      quantity:str='claim: the minimum SFT validation loss predicts the ceiling (Fisher z of -r)',  # the row's label
+                      published:str|None=None  # the paper's value (None: Fig 8a's, `paper.CLAIMS['loss_predicts_ceiling']`)
                      )->dict:
     "The claim row 'the minimum SFT validation loss predicts the ceiling': Fisher z of -Pearson r against its SE 1/sqrt(n-3); both coefficients shown with their 1-SE intervals"
     n, pr = int(r.get('n', 0)), float(r.get('pearson', float('nan')))
@@ -236,8 +238,7 @@ def correlation_claim(r:dict  # `correlation(...)`: pearson, spearman, n (NaN wi
     sr = float(r.get('spearman', float('nan')))
     band = lambda v, sp: '[{:.2f}, {:.2f}]'.format(*r_interval(v, n, sp)) if n > 3 else '(no SE below 4 points)'
     ours = f"r = {pr:.2f} {band(pr, False)}, rho = {sr:.2f} {band(sr, True)} (+/- 1 SE) over {n} data sets" + (f" ({r['reason']})" if 'reason' in r else '')
-    return claim_row('claim: the minimum SFT validation loss predicts the ceiling (Fisher z of -r)', ours,
-                     paper.CLAIMS['loss_predicts_ceiling'], eff, se)
+    return claim_row(quantity, ours, paper.CLAIMS['loss_predicts_ceiling'] if published is None else published, eff, se)
 
 # %% ../nbs/15b_analysis.ipynb #1b556875
 def paradigm_ceilings(df:pd.DataFrame)->pd.DataFrame:

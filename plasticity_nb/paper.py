@@ -37,7 +37,7 @@ TABLE5 = pd.DataFrame(dict(dataset=['s1K', 'uniform102K', 'uniform220K', 'unifor
 TABLE1_LLAMA = pd.DataFrame(dict(dataset=['s1K', 'easy102K', 'uniform102K', 'hard102K', 'general'],
                                  max_p_post=[24.2, 52.4, 53.6, 55.6, 67.7], min_val_loss=[0.71, 0.59, 0.54, 0.50, 0.44]))
 "Table 1 (Llama3.2-3B): max P_post and minimum validation loss by data set"
-TABLE1_LLAMA_OTHERS = dict(base=2.1, dapo_d=3.0, upt=12.2, luffy=8.5, sft_then_dapo=70.4, pearson=-0.96)
+TABLE1_LLAMA_OTHERS = dict(base=2.1, dapo_d=3.0, upt=12.2, luffy=8.5, sft_then_dapo=70.4, pearson=-0.96, spearman=-1.0)
 PARADIGMS = dict(sft='sft', grpo='pure_rl', dapo_d='pure_rl', upt='synchronized', luffy='synchronized', srft='synchronized',
                  prefix_rft='synchronized')
 "The paradigms Figs 2 and 6 compare, by family: SFT alone, RL alone (GRPO, DAPO with dynamic sampling), and the synchronized SFT-RL methods"
@@ -66,7 +66,7 @@ CLAIMS = dict(
     srft_least_stable=f"{FIG2['srft_spread_vs_dapo_d']}x",
     upt_needs_strong_base=f"weak from Llama3.2-3B (UPT {TABLE1_LLAMA_OTHERS['upt']}), strong from Qwen2.5-Math-7B (Fig 2)",
     family_base_pure_rl=f"{TABLE1_LLAMA_OTHERS['base']} / {TABLE1_LLAMA_OTHERS['dapo_d']} (Llama3.2-3B)",
-    family_loss_predicts=f"r {TABLE1_LLAMA_OTHERS['pearson']:.2f} (Llama3.2-3B)",
+    family_loss_predicts=f"r {TABLE1_LLAMA_OTHERS['pearson']:.2f}, rho {TABLE1_LLAMA_OTHERS['spearman']:.2f} (Llama3.2-3B)",
     scale_raises_ceiling=' < '.join(f'{a:.1f}' for a in TABLE5.a_post[1:]) + ' (Uniform102K, 220K, 440K, SFT889K)',
     stable_switch_beats_adaptive=f"{_T6[2]} vs {_T6[1]} (Qwen2.5-14B)",
     adaptive_switch_beats_pure_rl=f"{_T6[1]} vs {_T6[0]} (Qwen2.5-14B)",
