@@ -4,10 +4,11 @@
 
 # %% ../nbs/15b_analysis.ipynb #3b8a4bc0
 from __future__ import annotations
+import math
 from pathlib import Path
 import numpy as np, pandas as pd
 from . import runs as R, ceiling, paper
-from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, mean_se, peak_with_se, r_interval
+from .stats import STAT_KEYS, claim_row, combined_se, fisher_z, mean_se, peak_with_se, r_interval, spearman_exact_p
 from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
@@ -232,12 +233,14 @@ def correlation_claim(r:dict,  # `correlation(...)`: pearson, spearman, n (NaN w
                       quantity:str='claim: the minimum SFT validation loss predicts the ceiling (Fisher z of -r)',  # the row's label
                       published:str|None=None  # the paper's value (None: Fig 8a's, `paper.CLAIMS['loss_predicts_ceiling']`)
                      )->dict:
-    "The claim row 'the minimum SFT validation loss predicts the ceiling': Fisher z of -Pearson r against its SE 1/sqrt(n-3); both coefficients shown with their 1-SE intervals"
+    "The claim row 'the minimum SFT validation loss predicts the ceiling' (Fig 8a's by default; Fig 5 / Table 1 passes its own): Fisher z of -Pearson r against its SE 1/sqrt(n-3); both coefficients with their 1-SE intervals, Spearman's exact p too"
     n, pr = int(r.get('n', 0)), float(r.get('pearson', float('nan')))
     eff, se = fisher_z(pr, n)  # fewer than 4 data sets: no error bar, never 'reproduced'
     sr = float(r.get('spearman', float('nan')))
     band = lambda v, sp: '[{:.2f}, {:.2f}]'.format(*r_interval(v, n, sp)) if n > 3 else '(no SE below 4 points)'
-    ours = f"r = {pr:.2f} {band(pr, False)}, rho = {sr:.2f} {band(sr, True)} (+/- 1 SE) over {n} data sets" + (f" ({r['reason']})" if 'reason' in r else '')
+    p = spearman_exact_p(sr, n)  # Fisher's interval collapses at |rho| = 1; the exact p does not
+    ours = (f"r = {pr:.2f} {band(pr, False)}, rho = {sr:.2f} {band(sr, True)} (+/- 1 SE) over {n} data sets"
+            + (f"; rho's exact one-sided p {p:.3f}" if math.isfinite(p) else '') + (f" ({r['reason']})" if 'reason' in r else ''))
     return claim_row(quantity, ours, paper.CLAIMS['loss_predicts_ceiling'] if published is None else published, eff, se)
 
 # %% ../nbs/15b_analysis.ipynb #1b556875

@@ -37,7 +37,7 @@ TABLE5 = pd.DataFrame(dict(dataset=['s1K', 'uniform102K', 'uniform220K', 'unifor
 TABLE1_LLAMA = pd.DataFrame(dict(dataset=['s1K', 'easy102K', 'uniform102K', 'hard102K', 'general'],
                                  max_p_post=[24.2, 52.4, 53.6, 55.6, 67.7], min_val_loss=[0.71, 0.59, 0.54, 0.50, 0.44]))
 "Table 1 (Llama3.2-3B): max P_post and minimum validation loss by data set"
-TABLE1_LLAMA_OTHERS = dict(base=2.1, dapo_d=3.0, upt=12.2, luffy=8.5, sft_then_dapo=70.4, pearson=-0.96, spearman=-1.0)
+TABLE1_LLAMA_OTHERS = dict(base=2.1, dapo_d=3.0, upt=12.2, luffy=8.5, sft_then_dapo=70.4, pearson=-0.96, spearman=-1.0)  # spearman: the headline's -1.0 (PAPER.md §1), as Table 1's rows rank
 PARADIGMS = dict(sft='sft', grpo='pure_rl', dapo_d='pure_rl', upt='synchronized', luffy='synchronized', srft='synchronized',
                  prefix_rft='synchronized')
 "The paradigms Figs 2 and 6 compare, by family: SFT alone, RL alone (GRPO, DAPO with dynamic sampling), and the synchronized SFT-RL methods"

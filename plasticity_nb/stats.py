@@ -4,14 +4,14 @@
 
 # %% ../nbs/08_stats.ipynb #974ec854
 from __future__ import annotations
-import math
+import itertools, math
 import numpy as np, pandas as pd
 from .paper import paradigms
 
 # %% auto #0
 __all__ = ['STAT_KEYS', 'VERDICTS', 'SYNCHRONIZED', 'PURE_RL_METHODS', 'SD_FLOOR', 'problem_table', 'score_se', 'pass_at_k',
            'evaluate_with_se', 'combined_se', 'verdict', 'claim_row', 'fmt_se', 'mean_se', 'peak_with_se', 'fisher_z',
-           'r_interval', 'paradigm_claims', 'scale_claim', 'switch_claims']
+           'r_interval', 'spearman_exact_p', 'paradigm_claims', 'scale_claim', 'switch_claims']
 
 # %% ../nbs/08_stats.ipynb #c935af1f
 def problem_table(samples:list[dict]  # one dict per sample with benchmark, problem, reward (`evaluate(..., return_samples=True)`)
@@ -114,6 +114,13 @@ def r_interval(r:float, n:int, spearman:bool=False, z:float=1.0)->tuple[float, f
     if r is None or not math.isfinite(r) or n <= 3: return float('nan'), float('nan')
     c, se = math.atanh(float(np.clip(r, -0.999999, 0.999999))), math.sqrt((1.06 if spearman else 1.0) / (n - 3))
     return math.tanh(c - z * se), math.tanh(c + z * se)
+
+def spearman_exact_p(rho:float, n:int)->float:
+    "One-sided exact p of a negative Spearman rho: the share of the n! orderings of untied ranks with rho at or below it (NaN outside 2 <= n <= 8); at |rho| = 1 Fisher's interval collapses, this does not"
+    if rho is None or not math.isfinite(rho) or not 2 <= n <= 8: return float('nan')
+    ranks = np.array(list(itertools.permutations(range(n))))
+    rhos = 1 - 6 * ((ranks - np.arange(n)) ** 2).sum(1) / (n * (n * n - 1))
+    return float(np.mean(rhos <= rho + 1e-9))
 
 # %% ../nbs/08_stats.ipynb #f48b96fb
 SYNCHRONIZED = paradigms('synchronized')  # the synchronized SFT-RL methods of Figs 2 and 6
