@@ -131,20 +131,24 @@ def _ends(o:pd.DataFrame, by)->list[tuple]:
     "(key, first row, last row) of each curve of `o` grouped by `by`, in step order"
     return [(k, g.iloc[0], g.iloc[-1]) for k, g in o.sort_values('step').groupby(by, sort=False, dropna=False)]
 
-def _change(ends, name)->tuple[float, float, str]:
-    "Mean change (last - first) over the curves, its SE, and the numbers for the `ours` column"
+def _change(ends, name, start)->tuple[float, float, str]:
+    "Mean change (last - first) over the curves, its SE (`start(key, first row)` names the starting model; curves sharing it share its error), and the numbers for the `ours` column"
     if not ends: return float('nan'), float('nan'), 'no curve'
-    eff = float(np.mean([b.score - a.score for _, a, b in ends]))
-    se = combined_se(*[combined_se(a.se, b.se) for _, a, b in ends]) / len(ends)
+    n, eff = len(ends), float(np.mean([b.score - a.score for _, a, b in ends]))
+    starts = {}
+    for k, a, _ in ends: starts.setdefault(start(k, a), []).append(a.se)
+    se = combined_se(*[b.se / n for *_, b in ends], *[len(s) / n * s[0] for s in starts.values()])
     return eff, se, '; '.join(f"{name(k, a, b)} {a.score:.1f} -> {b.score:.1f}" for k, a, b in ends)
 
 def ood_claims(t:pd.DataFrame  # `ood_curves`
               )->list[dict]:
     "REPORT rows: SFT raises OOD, RL after SFT raises OOD (`stats.claim_row`), and Pure-RL's OOD change (no verdict)"
     o = t[t.benchmark == 'overall']
-    sft = _change(_ends(o[o.stage == 'sft'], 'dataset'), lambda k, a, b: f"{k} step {a.step:.0f} -> {b.step:.0f}:")
-    rl = _change(_ends(o[o.paradigm == 'sft_then_rl'], ['dataset', 'branch_step', 'seed']), lambda k, a, b: f"{k[0]} @ {k[1]:.0f}:")
-    pure = _change(_ends(o[o.paradigm == 'pure_rl'], 'seed'), lambda k, a, b: f"seed {k}:")
+    base = lambda k, a: 'base'  # every SFT run and every Pure-RL seed starts from the profile's base model
+    sft = _change(_ends(o[o.stage == 'sft'], 'dataset'), lambda k, a, b: f"{k} step {a.step:.0f} -> {b.step:.0f}:", base)
+    rl = _change(_ends(o[o.paradigm == 'sft_then_rl'], ['dataset', 'branch_step', 'seed']), lambda k, a, b: f"{k[0]} @ {k[1]:.0f}:",
+                 lambda k, a: k[:2])  # the seeds of one branch point share its checkpoint
+    pure = _change(_ends(o[o.paradigm == 'pure_rl'], 'seed'), lambda k, a, b: f"seed {k}:", base)
     return [claim_row('claim: SFT raises out-of-domain scores (OOD overall, last SFT checkpoint minus the starting model)', sft[2], PUBLISHED, *sft[:2]),
             claim_row('claim: RL after SFT raises out-of-domain scores (OOD overall, last RL checkpoint minus the branch point)', rl[2], PUBLISHED, *rl[:2]),
             dict(quantity='Pure-RL from the base: change of the OOD overall score (RL steps 0 -> last)', ours=pure[2], published='',

@@ -95,6 +95,16 @@ def test_claims_effects_and_errors_by_hand():
     assert rl['effect'] == '+1.0 +/- 1.1' and rl['verdict'] == 'partly'
     assert '9.0 -> 12.0' in rl['ours'] and '12.0 -> 11.0' in rl['ours']
     assert pure['effect'] == '-1.0 +/- 1.4' and 'verdict' not in pure
+    # a second SFT set from the same base (step 0 is the base, scored once): 5 -> 20 with se 0.5 at its end.
+    # mean +11.0; SE sqrt((1.0/2)^2 + (0.5/2)^2 + 1.0^2) = 1.146 (the base's error whole, not halved; independent would give 0.79)
+    for step, sc, se in [(0, 5.0, 1.0), (10, 20.0, 0.5)]: add('sft-b', 'sft', 'sft', np.nan, step, sc, se)
+    rows[-1]['dataset'] = rows[-2]['dataset'] = 'hard'
+    # and a second seed of the branch at step 10 (same checkpoint, 9.0 at its start): +5.0 with se 1.5 at its end
+    add('rl-10b', 'rl', 'sft_then_rl', 10, 0, 9.0, 1.5); add('rl-10b', 'rl', 'sft_then_rl', 10, 5, 14.0, 1.5); rows[-1]['seed'] = rows[-2]['seed'] = 1
+    sft, rl, _ = O.ood_claims(pd.DataFrame(rows))
+    assert sft['effect'] == '+11.0 +/- 1.1' and sft['verdict'] == 'reproduced'
+    # branches +3, +5 (from one checkpoint), -1: mean 7/3; SE sqrt((1.5^2 + 1.5^2 + 0.5^2)/9 + (2/3 * 1.5)^2 + (1/3 * 0.5)^2) = 1.24
+    assert rl['effect'] == f"+2.3 +/- {np.sqrt((1.5**2 + 1.5**2 + 0.5**2) / 9 + (2/3 * 1.5)**2 + (0.5/3)**2):.1f}" == '+2.3 +/- 1.2'
 
 
 @pytest.mark.xdist_group('smoke_fig3')  # one process trains the shared registry (tools/test.sh: --dist loadgroup)
