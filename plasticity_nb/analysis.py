@@ -13,8 +13,8 @@ from .curves import CURVE_COLUMNS, overall_score
 
 # %% auto #0
 __all__ = ['MIN_FIT_POINTS', 'EXPERT_PARTS', 'OWN_PARTS', 'branches_from_curves', 'se_floor', 'fit_curves', 'val_curves',
-           'correlation', 'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'best_ceiling', 'sequential_claims',
-           'correlation_claim', 'paradigm_ceilings', 'expert_share', 'learning_diagnostics']
+           'correlation', 'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'live_vs_fit', 'best_ceiling',
+           'sequential_claims', 'correlation_claim', 'paradigm_ceilings', 'expert_share', 'learning_diagnostics']
 
 # %% ../nbs/15b_analysis.ipynb #1f41baf4
 def _evals(df:pd.DataFrame)->pd.DataFrame:
@@ -143,6 +143,19 @@ def live_forecasts(run:R.Run)->pd.DataFrame:
         f = logged or {k[len(cb.prefix):]: v for k, v in replayed.items()}
         rows.append(dict(run=run.name, step=r['step'], x=r['exaflops'], score=r['scores']['overall'], **f, logged=bool(logged)))
     return pd.DataFrame(rows)
+
+# %% ../nbs/15b_analysis.ipynb #b993b4e6
+def live_vs_fit(curves:pd.DataFrame,  # tidy curves (`experiments.sequential_runs`)
+                root,  # the registry folder holding their runs
+                fits:pd.DataFrame|None=None  # `fit_curves(curves)` (None: fitted here)
+               )->pd.DataFrame:
+    "Every RL curve's `live_forecasts` with its data set, paradigm, ckpt, the full-curve fit `a_post_fit` and the `fraction` of the run's compute seen"
+    fits = (fit_curves(curves) if fits is None else fits).set_index(['dataset', 'paradigm', 'ckpt', 'seed'])
+    rl = curves[curves.stage == 'rl'][['run', 'dataset', 'paradigm', 'branch_step', 'seed']].drop_duplicates()
+    live = pd.concat([live_forecasts(R.Run(Path(root)/r.run)).assign(dataset=r.dataset, paradigm=r.paradigm, ckpt=int(r.branch_step),
+                                                                      a_post_fit=fits.a_post.get((r.dataset, r.paradigm, int(r.branch_step), r.seed)))
+                      for r in rl.itertuples()], ignore_index=True)
+    return live.assign(fraction=live.x / live.groupby('run').x.transform('max'))
 
 # %% ../nbs/15b_analysis.ipynb #476fe209
 def best_ceiling(fits:pd.DataFrame  # rows of `fit_curves`, e.g. one data set's branches
