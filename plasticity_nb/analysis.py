@@ -144,7 +144,7 @@ def live_forecasts(run:R.Run)->pd.DataFrame:
         rows.append(dict(run=run.name, step=r['step'], x=r['exaflops'], score=r['scores']['overall'], **f, logged=bool(logged)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/15b_analysis.ipynb #b993b4e6
+# %% ../nbs/15b_analysis.ipynb #81e8d0e6
 def live_vs_fit(curves:pd.DataFrame,  # tidy curves (`experiments.sequential_runs`)
                 root,  # the registry folder holding their runs
                 fits:pd.DataFrame|None=None  # `fit_curves(curves)` (None: fitted here)
