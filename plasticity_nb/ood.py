@@ -144,7 +144,7 @@ def ood_claims(t:pd.DataFrame  # `ood_curves`
               )->list[dict]:
     "REPORT rows: SFT raises OOD, RL after SFT raises OOD (`stats.claim_row`), and Pure-RL's OOD change (no verdict)"
     o = t[t.benchmark == 'overall']
-    base = lambda k, a: 'base'  # every SFT run and every Pure-RL seed starts from the profile's base model
+    base = lambda k, a: 'base' if a.step == 0 else (k, a.step)  # every SFT run and Pure-RL seed starts from the base (its step 0)
     sft = _change(_ends(o[o.stage == 'sft'], 'dataset'), lambda k, a, b: f"{k} step {a.step:.0f} -> {b.step:.0f}:", base)
     rl = _change(_ends(o[o.paradigm == 'sft_then_rl'], ['dataset', 'branch_step', 'seed']), lambda k, a, b: f"{k[0]} @ {k[1]:.0f}:",
                  lambda k, a: k[:2])  # the seeds of one branch point share its checkpoint
