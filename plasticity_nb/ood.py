@@ -169,26 +169,32 @@ def plot_ood(t:pd.DataFrame  # `ood_curves`
     import matplotlib.pyplot as plt, seaborn as sns
     sns.set_theme(style='whitegrid', context='notebook', font_scale=0.85)
     names = ['overall', *sorted(set(t.benchmark) - {'overall', 'in_domain'}), 'in_domain']
-    fig, axs = plt.subplots(len(names), 2, figsize=(11, 2.4 * len(names)), sharex='col', squeeze=False)
+    fig, axs = plt.subplots(len(names), 2, figsize=(13, 2.4 * len(names)), sharex='col', squeeze=False)
     rl = t[t.stage == 'rl']
     curves = list(rl.groupby(['paradigm', 'dataset', 'branch_step', 'seed'], sort=False))
-    colors = dict(zip([k for k, _ in curves if k[0] != 'pure_rl'], sns.color_palette('viridis', max(1, len(curves)))))
+    # one colour per data set in both columns, so a branch reads against its SFT curve; a set's branches differ by marker
+    sets = list(dict.fromkeys([*t[t.stage == 'sft'].dataset, *rl[rl.paradigm != 'pure_rl'].dataset]))
+    colors = dict(zip(sets, sns.color_palette('deep', len(sets))))
+    order = {k: sorted(b for p, ds, b, _ in (c for c, _ in curves) if p != 'pure_rl' and ds == k[1]).index(k[2]) for k, _ in curves if k[0] != 'pure_rl'}
+    curves.sort(key=lambda c: (c[0][0] == 'pure_rl', sets.index(c[0][1]) if c[0][1] in sets else 0, c[0][2]))  # legend: by set, then branch point
     for (ax_s, ax_r), b in zip(axs, names):
         d = t[t.benchmark == b]
         for ds, g in d[d.stage == 'sft'].sort_values('step').groupby('dataset', sort=False):
-            ax_s.errorbar(g.step, g.score, yerr=g.se, marker='o', ms=3, capsize=2, lw=1.2, label=f'SFT on {ds}')
+            ax_s.errorbar(g.step, g.score, yerr=g.se, marker='o', ms=3, capsize=2, lw=1.2, color=colors[ds], label=f'SFT on {ds}')
         for i, bs in enumerate(sorted(rl[rl.paradigm == 'sft_then_rl'].branch_step.unique())):
             ax_s.axvline(bs, color='grey', ls=':', lw=1, label='RL branch point' if i == 0 else None)
         for k, _ in curves:
             g = d[(d.paradigm == k[0]) & (d.dataset == k[1]) & (d.branch_step == k[2]) & (d.seed == k[3])].sort_values('step')
             pure = k[0] == 'pure_rl'
-            ax_r.errorbar(g.step, g.score, yerr=g.se, marker='o', ms=3, capsize=2, lw=1.2, ls='--' if pure else '-',
-                          color='k' if pure else colors[k], label='Pure-RL (from the base)' if pure else f'{k[1]}: from SFT step {k[2]:.0f}')
+            ax_r.errorbar(g.step, g.score, yerr=g.se, marker='o' if pure else 'osD^v'[order[k] % 5], ms=3, capsize=2, lw=1.2,
+                          ls='--' if pure else ['-', '-.', ':'][order[k] % 3], color='k' if pure else colors[k[1]],
+                          label='Pure-RL (from the base)' if pure else f'{k[1]}: from SFT step {k[2]:.0f}')
         lim = _ylim(d) if len(d) else (0, 100)
         for ax in (ax_s, ax_r): ax.set_ylim(*lim)
         ax_s.set_ylabel(f'{_row_label(b)}\nscore (points)')
     axs[0, 0].set_title('along SFT'); axs[0, 1].set_title('along RL')
     axs[-1, 0].set_xlabel('SFT step'); axs[-1, 1].set_xlabel('RL step (from the branch point)')
-    for ax in axs[0]: ax.legend(fontsize=7, loc='best')
+    axs[0, 0].legend(fontsize=7, loc='best')
+    axs[0, 1].legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))  # outside: RL curves fill the panel
     fig.tight_layout()
     return fig
