@@ -12,8 +12,9 @@ from . import experiments as E, flops, paper, runs as R, launch
 from .reproduce import FIGURES, Figure, figures_dir, select_figures
 
 # %% auto #0
-__all__ = ['STAGES', 'Planned', 'model_dims', 'run_exaflops', 'gpu_rates', 'cpu_rates', 'run_hours', 'plan_sequential',
-           'plan_paradigms', 'notebook_params', 'plan_figure', 'plan_batch', 'format_plan', 'plan_json']
+__all__ = ['STAGES', 'Planned', 'model_dims', 'run_exaflops', 'gpu_rates', 'cpu_rates', 'run_hours', 'reference_cpu_rates',
+           'merged_rates', 'plan_sequential', 'plan_paradigms', 'notebook_params', 'plan_figure', 'plan_batch',
+           'format_plan', 'plan_json']
 
 # %% ../nbs/35_plan.ipynb #ef5205d5
 @dataclass
@@ -92,6 +93,20 @@ def run_hours(prof:Profile, kind:str, exa:float, rates:dict)->float:
         return exa * 1e18 / r / 3600 if r else float('nan')
     gen = 0.0 if sft_like else 0.25
     return exa * 1e18 * (gen / rates['generate'] + (1 - gen) / rates['train']) / 3600
+
+# %% ../nbs/35_plan.ipynb #afd3bc22
+def reference_cpu_rates(prof:Profile,  # the profile whose reference rates to read (by its name)
+                        path=None  # default: bench/cpu_rates.json beside the profile's settings.ini
+                       )->dict:
+    "{kind: FLOP/s} the profile's runs achieved on the reference machine (`bench/cpu_rates.py`); {} when not recorded"
+    p = Path(path or Path(prof['path']).parent/'bench'/'cpu_rates.json')
+    return json.loads(p.read_text()).get('profiles', {}).get(prof['name'], {}).get('rates', {}) if p.exists() else {}
+
+def merged_rates(here:dict,  # `cpu_rates` of this machine (None where a kind has no finished run)
+                 reference:dict  # `reference_cpu_rates`
+                )->dict:
+    "This machine's rate for each kind it measured, the reference machine's for the others"
+    return {**reference, **{k: v for k, v in here.items() if v}}
 
 # %% ../nbs/35_plan.ipynb #f0f8ac09
 def _row(prof, stage, what, req, fig, rows, dataset='full')->Planned:
@@ -192,7 +207,8 @@ def plan_batch(prof:Profile, only=None)->list[Planned]:
             if k in rows: rows[k].figures = sorted(set(rows[k].figures) | set(r.figures))
             else: rows[k] = r
     rates = ((gpu_rates(Path(prof['path']).parent/'bench'/'results.json') or {}) if prof.get('model_path')
-             else cpu_rates(prof['runs'], {r.run: r.exaflops for r in rows.values() if r.status == 'done'}))  # this profile's finished runs first
+             else merged_rates(cpu_rates(prof['runs'], {r.run: r.exaflops for r in rows.values() if r.status == 'done'}),  # this profile's finished runs first
+                               reference_cpu_rates(prof)))  # then the reference machine's
     for r in rows.values(): r.hours = run_hours(prof, r.kind, r.exaflops, rates) if rates else float('nan')
     return sorted(rows.values(), key=lambda r: STAGES.index(r.stage))
 
@@ -209,8 +225,11 @@ def format_plan(rows:list[Planned], prof:Profile)->str:
     left = [r for r in rows if r.status not in ('done', 'unstable')]
     h = sum(r.hours for r in left)
     wall = f", about {h / cores:.3g} h on this machine's {cores} cores" if unit == 'CPU-h' and (cores := os.cpu_count() or 1) > 1 else ''
-    out += ['', f"left to run: {len(left)} runs, {sum(r.exaflops for r in left):.3g} exaFLOPs, {h:.3g} {unit}{wall} "
-            "(FLOPs at the length caps, one generation round per RL step; hours at the rate finished runs achieved)"]
+    basis = ('the rate finished runs achieved here, else on the reference machine of bench/cpu_rates.json' if unit == 'CPU-h'
+             else "one GPU's measured throughput, bench/results.json")
+    price = (f"{h:.3g} {unit}{wall} (FLOPs at the length caps, one generation round per RL step; hours at {basis})" if h == h
+             else f"{unit} unknown (no finished run to measure a rate from, and none recorded for {prof['name']!r} in bench/cpu_rates.json)")
+    out += ['', f"left to run: {len(left)} runs, {sum(r.exaflops for r in left):.3g} exaFLOPs, {price}"]
     return '\n'.join(out)
 
 def plan_json(rows:list[Planned])->str: return json.dumps([asdict(r) for r in rows], indent=1)

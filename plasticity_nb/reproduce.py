@@ -14,7 +14,7 @@ from .runs import SHARE_ENV, register_busy
 # %% auto #0
 __all__ = ['FIGURES', 'atomic_path', 'save_table', 'save_figure', 'save_report', 'check_out_dir', 'Figure', 'register_figure',
            'missing_input', 'figure_setup', 'figure_kernel_class', 'figure_outputs', 'project_root', 'figures_dir',
-           'Outcome', 'run_figure', 'select_figures', 'write_report', 'BatchInterrupted', 'run_batch']
+           'Outcome', 'run_figure', 'select_figures', 'write_report', 'BatchInterrupted', 'training_left', 'run_batch']
 
 # %% ../nbs/30_reproduce.ipynb #d0da3e20
 @contextlib.contextmanager
@@ -329,6 +329,15 @@ def _summary(outcomes:list[Outcome], out, rep)->str:
     return (f"{n['ran']} ran, {n['failed']} failed, {n['skipped']} skipped" + (f", {n['pending']} pending (their runs are submitted: "
             "run the same command again later)" if n['pending'] else '') + f" -> {out} (report: {rep})")
 
+# %% ../nbs/30_reproduce.ipynb #ede90521
+def training_left(prof:Profile, figs:list[Figure])->str:
+    "One line for the start of a batch: the runs `figs` still need and their price (`plan`); '' when every run is finished"
+    from plasticity_nb.plan import plan_batch, format_plan  # plan reads this module's figure list
+    try: rows = plan_batch(prof, [f.name for f in figs])
+    except Exception as e: return f'plan unavailable ({type(e).__name__}: {e}); the batch goes on'  # pricing never stops a batch
+    if all(r.status in ('done', 'unstable') for r in rows): return ''
+    return format_plan(rows, prof).splitlines()[-1] + '. Stop at any time: the same command resumes from the finished runs.'
+
 # %% ../nbs/30_reproduce.ipynb #82ecc400
 def _run_batch(profile, only, out_dir, settings, params, jobs)->list[Outcome]:
     from tqdm.auto import tqdm
@@ -338,6 +347,7 @@ def _run_batch(profile, only, out_dir, settings, params, jobs)->list[Outcome]:
     prof, out = figure_setup(profile or os.environ.get('PLASTICITY_PROFILE') or 'tiny', out_dir, settings)
     if only is None and prof['figures']: figs = select_figures(prof['figures'])  # the profile's batch
     _batch_threads(prof, jobs)
+    if left := training_left(prof, figs): print(left, file=sys.stderr)
     outcomes, started, cancel = {}, set(), threading.Event()
     bar = tqdm(total=len(figs), desc=f'reproduce [{prof.name}]', unit='nb', file=sys.stderr)
     def one(fig):
