@@ -2,13 +2,14 @@
 `torch.compile`, against eager float32, on the profile's model and an RL step's shapes, measured in one process.
 
 usage: .venv/bin/python bench/cpu_levers.py [MODEL_DIR] [--profile tiny-full] [--rows 256] [--len 63] [--prompts 48]
-                                         [--repeats 3] [--threads 1] [--no-compile]
+                                         [--repeats 3] [--threads 1] [--no-compile] [--ops]
 MODEL_DIR: a saved model folder (e.g. an SFT checkpoint); default a fresh model of the profile's shape (timing only
 depends on the shape). Workloads: `update` = forward + backward of --rows x --len tokens (one RL update batch: 32
 prompts x 8 rollouts, rows of the RL pool's mean length), `logprob` = the forward alone (the old-policy pass), `rollout`
 = the `compact` engine sampling 8 completions for --prompts prompts of the RL pool (one generation round). Prints the
-median seconds of --repeats after a warm-up, and each variant's ratio against eager float32 (> 1: faster). Run it on
-an otherwise idle machine: it measures wall time.
+median seconds of --repeats after a warm-up, and each variant's ratio against eager float32 (> 1: faster); --ops also
+prints where an eager float32 update spends its time (`torch.profiler`, the top operators). Run it on an otherwise
+idle machine: it measures wall time.
 """
 import argparse, statistics, time
 from contextlib import nullcontext
@@ -58,6 +59,7 @@ def main(argv=None):
     ap.add_argument('--rows', type=int, default=256); ap.add_argument('--len', type=int, default=63)
     ap.add_argument('--prompts', type=int, default=48); ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--threads', type=int, default=1); ap.add_argument('--no-compile', action='store_true')
+    ap.add_argument('--ops', action='store_true')
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads); torch.manual_seed(0)
     prof = load_profile(a.profile)
@@ -80,6 +82,17 @@ def main(argv=None):
     print(f"{a.profile}: {sum(p.numel() for p in model.parameters()):,} parameters, {a.threads} thread(s); "
           f"update/logprob {a.rows} x {a.len} tokens, rollout {a.prompts} prompts x {prof['group_size']}")
     for name, var, s, r in rows: print(f"{name:8s} {var:36s} {s:7.3f} s   x{r:.2f}")
+    if a.ops: print(operators(model, x))
+
+
+def operators(model, x, top=8)->str:
+    "Share of one eager float32 update's operator time, top operators first (torch.profiler, self CPU time)"
+    from torch.profiler import profile, ProfilerActivity
+    model.train(); f = update(model, x, False); f()
+    with profile(activities=[ProfilerActivity.CPU]) as p: f()
+    ev = sorted(p.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ev)
+    return 'update, eager float32, self CPU time: ' + ', '.join(f'{e.key} {e.self_cpu_time_total / total:.0%}' for e in ev[:top])
 
 
 if __name__ == '__main__':

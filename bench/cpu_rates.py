@@ -2,9 +2,10 @@
 `plasticity plan` and `plasticity reproduce` can price a batch on a fresh clone, where nothing has finished yet.
 
 usage: .venv/bin/python bench/cpu_rates.py [--profiles tiny,tiny-full] [--out bench/cpu_rates.json]
-Reads the run registry of each profile (its finished runs only; a profile with none is left out) and writes, per
-profile, `plan.cpu_rates` over the runs its plan names, with this machine's description and the runs counted. Run it
-on the reference machine after a batch has finished: the rates are what `plan` divides its FLOP estimates by.
+Reads the run registry of each profile (its finished runs only) and writes, per profile, `plan.cpu_rates` over the
+runs its plan names, with this machine's description and the runs counted. A profile with no finished run here keeps
+what the file already holds for it. Run it on the reference machine after a batch has finished: the rates are what
+`plan` divides its FLOP estimates by.
 """
 import argparse, datetime, json, os, platform
 from pathlib import Path
@@ -22,14 +23,16 @@ def main(argv=None):
     ap.add_argument('--profiles', default='tiny,tiny-full')
     ap.add_argument('--out', default=str(Path(__file__).parent/'cpu_rates.json'))
     a = ap.parse_args(argv)
-    out = dict(machine=f'{cpu_name()}, {os.cpu_count()} cores', measured=datetime.date.today().isoformat(), profiles={})
+    old = json.loads(Path(a.out).read_text()).get('profiles', {}) if Path(a.out).exists() else {}
+    here = dict(machine=f'{cpu_name()}, {os.cpu_count()} cores', measured=datetime.date.today().isoformat())
+    out = dict(profiles=dict(old))
     for name in a.profiles.split(','):
         prof = load_profile(name)
         rows = [r for r in plan_batch(prof) if r.status == 'done']
         done, kinds = {r.run: r.exaflops for r in rows}, {_family(r.kind) for r in rows}
         rates = {k: v for k, v in cpu_rates(prof['runs'], done).items() if v and k in kinds} if done else {}  # its own kinds only
-        if not rates: print(f'{name}: no finished run, left out'); continue
-        out['profiles'][name] = dict(runs=len(done), rates=rates)
+        if not rates: print(f'{name}: no finished run here, ' + ('the recorded rates kept' if name in old else 'left out')); continue
+        out['profiles'][name] = dict(**here, runs=len(done), rates=rates)
         print(f"{name}: {len(done)} finished runs; " + ', '.join(f'{k} {v / 1e9:.1f} GFLOP/s' for k, v in sorted(rates.items())))
     tmp = Path(a.out).with_suffix('.tmp'); tmp.write_text(json.dumps(out, indent=1) + '\n'); tmp.replace(a.out)
     print(f'-> {a.out}')

@@ -210,5 +210,21 @@ def _cmd_plan(argv)->int:
     print(plan.plan_json(rows) if a.json else plan.format_plan(rows, prof))
     return 0
 
+# %% ../nbs/34_cli.ipynb #8b5b6ea9
+@command('migrate', "rename a run registry's folders to location-free ids (dry run unless --apply)")
+def _cmd_migrate(argv)->int:
+    p = Parser(prog='plasticity migrate', description='Rewrite the configs of a run registry made before run ids became '
+               'location-free (paths inside the registry written from <runs>) and rename its folders to the new ids, '
+               'dependencies first. Without --apply, only list the renames.')
+    p.add_argument('runs', help='the registry folder (the profile key `runs`)')
+    p.add_argument('--apply', action='store_true', help='rewrite and rename (default: list only)')
+    a = p.parse_args(argv)
+    from plasticity_nb.runs import migrate_ids
+    if not Path(a.runs).is_dir(): raise SettingsError(f"migrate: {a.runs!r} is not a folder; pass the registry (the profile's `runs`)")
+    moves = migrate_ids(a.runs, apply=a.apply)
+    for o, n in moves.items(): print(f'{o} -> {n}')
+    print(f"{len(moves)} run(s) {'renamed' if a.apply else 'to rename (run again with --apply)'} in {a.runs}")
+    return 0
+
 # %% ../nbs/34_cli.ipynb #32c32f6b
 if __name__ == '__main__' and 'get_ipython' not in globals(): sys.exit(main())

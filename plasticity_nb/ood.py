@@ -154,6 +154,16 @@ def ood_claims(t:pd.DataFrame  # `ood_curves`
             dict(quantity='Pure-RL from the base: change of the OOD overall score (RL steps 0 -> last)', ours=pure[2], published='',
                  effect=f"{pure[0]:+.1f} +/- {pure[1]:.1f}" if np.isfinite(pure[0]) else 'n/a')]
 
+# %% ../nbs/18_ood.ipynb #8ef149f8
+def _branch_styles(keys:list  # RL curve keys (paradigm, data set, branch step, seed)
+                  )->dict:
+    "(marker, line style) of each SFT-then-RL key: a data set's branches in order of branch step and seed"
+    out = {}
+    for ds in dict.fromkeys(k[1] for k in keys if k[0] != 'pure_rl'):
+        for i, k in enumerate(sorted((k for k in keys if k[0] != 'pure_rl' and k[1] == ds), key=lambda k: (k[2], k[3]))):
+            out[k] = ('osD^v'[i % 5], ['-', '-.', ':'][i % 3])
+    return out
+
 # %% ../nbs/18_ood.ipynb #1d7a1c4f
 def _ylim(d:pd.DataFrame)->tuple[float, float]:
     "A score axis holding every point with its error bar"
@@ -174,9 +184,9 @@ def plot_ood(t:pd.DataFrame  # `ood_curves`
     curves = list(rl.groupby(['paradigm', 'dataset', 'branch_step', 'seed'], sort=False))
     # one colour per data set in both columns, so a branch reads against its SFT curve; a set's branches differ by marker
     sets = list(dict.fromkeys([*t[t.stage == 'sft'].dataset, *rl[rl.paradigm != 'pure_rl'].dataset]))
-    colors = dict(zip(sets, sns.color_palette('deep', len(sets))))
-    order = {k: sorted(b for p, ds, b, _ in (c for c, _ in curves) if p != 'pure_rl' and ds == k[1]).index(k[2]) for k, _ in curves if k[0] != 'pure_rl'}
-    curves.sort(key=lambda c: (c[0][0] == 'pure_rl', sets.index(c[0][1]) if c[0][1] in sets else 0, c[0][2]))  # legend: by set, then branch point
+    colors, styles = dict(zip(sets, sns.color_palette('deep', len(sets)))), _branch_styles([k for k, _ in curves])
+    curves.sort(key=lambda c: (c[0][0] == 'pure_rl', sets.index(c[0][1]) if c[0][1] in sets else 0, c[0][2], c[0][3]))  # legend: by set, then branch point
+    seeds = {(k[1], k[2]): sum((c[1], c[2]) == (k[1], k[2]) for c, _ in curves) for k, _ in curves}
     for (ax_s, ax_r), b in zip(axs, names):
         d = t[t.benchmark == b]
         for ds, g in d[d.stage == 'sft'].sort_values('step').groupby('dataset', sort=False):
@@ -186,9 +196,9 @@ def plot_ood(t:pd.DataFrame  # `ood_curves`
         for k, _ in curves:
             g = d[(d.paradigm == k[0]) & (d.dataset == k[1]) & (d.branch_step == k[2]) & (d.seed == k[3])].sort_values('step')
             pure = k[0] == 'pure_rl'
-            ax_r.errorbar(g.step, g.score, yerr=g.se, marker='o' if pure else 'osD^v'[order[k] % 5], ms=3, capsize=2, lw=1.2,
-                          ls='--' if pure else ['-', '-.', ':'][order[k] % 3], color='k' if pure else colors[k[1]],
-                          label='Pure-RL (from the base)' if pure else f'{k[1]}: from SFT step {k[2]:.0f}')
+            mk, ls = ('o', '--') if pure else styles[k]
+            ax_r.errorbar(g.step, g.score, yerr=g.se, marker=mk, ms=3, capsize=2, lw=1.2, ls=ls, color='k' if pure else colors[k[1]],
+                          label='Pure-RL (from the base)' if pure else f'{k[1]}: from SFT step {k[2]:.0f}' + (f', seed {k[3]}' if seeds[(k[1], k[2])] > 1 else ''))
         lim = _ylim(d) if len(d) else (0, 100)
         for ax in (ax_s, ax_r): ax.set_ylim(*lim)
         ax_s.set_ylabel(f'{_row_label(b)}\nscore (points)')

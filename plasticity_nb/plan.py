@@ -13,8 +13,8 @@ from .reproduce import FIGURES, Figure, figures_dir, select_figures
 
 # %% auto #0
 __all__ = ['STAGES', 'Planned', 'model_dims', 'run_exaflops', 'gpu_rates', 'cpu_rates', 'run_hours', 'reference_cpu_rates',
-           'merged_rates', 'plan_sequential', 'plan_paradigms', 'notebook_params', 'plan_figure', 'plan_batch',
-           'format_plan', 'plan_json']
+           'plan_sequential', 'plan_paradigms', 'notebook_params', 'plan_figure', 'plan_batch', 'format_plan',
+           'plan_json']
 
 # %% ../nbs/35_plan.ipynb #ef5205d5
 @dataclass
@@ -69,19 +69,20 @@ def _seconds(run:R.Run)->float|None:
     s = run.summary() or {}
     return s['seconds_per_step'] * s['steps'] if s.get('seconds_per_step') and s.get('steps') else None
 
-def cpu_rates(root, planned:dict|None=None  # run name -> the plan's exaFLOPs for it (None or none finished: the registry's)
+def cpu_rates(root, planned:dict|None=None,  # run name -> the plan's exaFLOPs for it (None or none finished: the registry's)
+              reference:dict|None=None  # {kind: FLOP/s} of the reference machine (`reference_cpu_rates`), below this machine's planned runs
              )->dict:
     """{kind: FLOP/s} finished runs achieved on this machine (median per kind, SFT and base together; 'rl' also the
     fallback of RL-like kinds without a run). A planned run's rate divides the plan's own estimate (at the length caps) by
-    its measured seconds, so that hours = estimate / rate give back measured time; without one, the registry's runs'
-    measured exaFLOPs are used (an estimate at the caps then overstates the hours)"""
+    its measured seconds, so that hours = estimate / rate give back measured time; a kind without one takes the reference
+    machine's rate, else the registry's runs' measured exaFLOPs (an estimate at the caps then overstates the hours)"""
     got = {}
     for run in R.find_runs(root):
         secs, kind = _seconds(run), run.name.split('-')[0]
         if planned and run.name not in planned: continue
         exa = planned[run.name] if planned else (run.summary() or {}).get('exaflops')
         if secs and exa: got.setdefault(_family(kind), []).append(exa * 1e18 / secs)
-    out = {**(cpu_rates(root) if planned else {}), **{k: statistics.median(v) for k, v in got.items()}}  # a kind none of whose planned runs finished: the registry's
+    out = {**(cpu_rates(root) if planned else {}), **(reference or {}), **{k: statistics.median(v) for k, v in got.items()}}
     rl_like = [x for k, v in got.items() if k != 'sft' for x in v]
     return {'sft': None, **out, 'rl': out.get('rl') or (statistics.median(rl_like) if rl_like else None)}
 
@@ -100,13 +101,13 @@ def reference_cpu_rates(prof:Profile,  # the profile whose reference rates to re
                        )->dict:
     "{kind: FLOP/s} the profile's runs achieved on the reference machine (`bench/cpu_rates.py`); {} when not recorded"
     p = Path(path or Path(prof['path']).parent/'bench'/'cpu_rates.json')
-    return json.loads(p.read_text()).get('profiles', {}).get(prof['name'], {}).get('rates', {}) if p.exists() else {}
-
-def merged_rates(here:dict,  # `cpu_rates` of this machine (None where a kind has no finished run)
-                 reference:dict  # `reference_cpu_rates`
-                )->dict:
-    "This machine's rate for each kind it measured, the reference machine's for the others"
-    return {**reference, **{k: v for k, v in here.items() if v}}
+    if not p.exists(): return {}
+    try:
+        rates = json.loads(p.read_text())['profiles'].get(prof['name'], {}).get('rates', {})
+        if not all(isinstance(v, (int, float)) and v > 0 for v in rates.values()): raise ValueError('a rate is not a positive number')
+        return dict(rates)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SettingsError(f"{p}: not a rates file ({type(e).__name__}: {e}); write it again with bench/cpu_rates.py") from None
 
 # %% ../nbs/35_plan.ipynb #f0f8ac09
 def _row(prof, stage, what, req, fig, rows, dataset='full')->Planned:
@@ -207,8 +208,8 @@ def plan_batch(prof:Profile, only=None)->list[Planned]:
             if k in rows: rows[k].figures = sorted(set(rows[k].figures) | set(r.figures))
             else: rows[k] = r
     rates = ((gpu_rates(Path(prof['path']).parent/'bench'/'results.json') or {}) if prof.get('model_path')
-             else merged_rates(cpu_rates(prof['runs'], {r.run: r.exaflops for r in rows.values() if r.status == 'done'}),  # this profile's finished runs first
-                               reference_cpu_rates(prof)))  # then the reference machine's
+             else cpu_rates(prof['runs'], {r.run: r.exaflops for r in rows.values() if r.status == 'done'},  # this profile's finished runs first
+                            reference_cpu_rates(prof)))  # then the reference machine's
     for r in rows.values(): r.hours = run_hours(prof, r.kind, r.exaflops, rates) if rates else float('nan')
     return sorted(rows.values(), key=lambda r: STAGES.index(r.stage))
 
@@ -223,12 +224,16 @@ def format_plan(rows:list[Planned], prof:Profile)->str:
         out += ['', f'{st} ({len(rs)})']
         out += [f"  {r.run or '-':22s} {r.status:26.26s} {r.exaflops:10.3g} EF {r.hours:9.3g} {unit}  {r.what}  [{', '.join(r.figures)}]" for r in rs]
     left = [r for r in rows if r.status not in ('done', 'unstable')]
-    h = sum(r.hours for r in left)
+    priced = [r for r in left if r.hours == r.hours]  # NaN: no rate for the run's kind
+    h = sum(r.hours for r in priced)
     wall = f", about {h / cores:.3g} h on this machine's {cores} cores" if unit == 'CPU-h' and (cores := os.cpu_count() or 1) > 1 else ''
     basis = ('the rate finished runs achieved here, else on the reference machine of bench/cpu_rates.json' if unit == 'CPU-h'
              else "one GPU's measured throughput, bench/results.json")
-    price = (f"{h:.3g} {unit}{wall} (FLOPs at the length caps, one generation round per RL step; hours at {basis})" if h == h
-             else f"{unit} unknown (no finished run to measure a rate from, and none recorded for {prof['name']!r} in bench/cpu_rates.json)")
+    why = (f"no finished run here and no rate recorded for {prof['name']!r} in bench/cpu_rates.json" if unit == 'CPU-h'
+           else 'no bench/results.json')
+    price = (f"{unit} unknown ({why})" if left and not priced else
+             f"{h:.3g} {unit}{wall} (FLOPs at the length caps, one generation round per RL step; hours at {basis})"
+             + (f"; {len(left) - len(priced)} runs not priced (no rate for their kind)" if len(priced) < len(left) else ''))
     out += ['', f"left to run: {len(left)} runs, {sum(r.exaflops for r in left):.3g} exaFLOPs, {price}"]
     return '\n'.join(out)
 

@@ -331,7 +331,8 @@ def _summary(outcomes:list[Outcome], out, rep)->str:
 
 # %% ../nbs/30_reproduce.ipynb #ede90521
 def training_left(prof:Profile, figs:list[Figure])->str:
-    "One line for the start of a batch: the runs `figs` still need and their price (`plan`); '' when every run is finished"
+    "One line for the start of a tiny-world batch: the runs `figs` still need and their price (`plan`); '' when all are finished"
+    if prof.get('model_path'): return ''  # a real model's data is not loaded in the launching process: `plasticity plan` prices it
     from plasticity_nb.plan import plan_batch, format_plan  # plan reads this module's figure list
     try: rows = plan_batch(prof, [f.name for f in figs])
     except Exception as e: return f'plan unavailable ({type(e).__name__}: {e}); the batch goes on'  # pricing never stops a batch

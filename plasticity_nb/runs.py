@@ -11,10 +11,11 @@ try: import fcntl
 except ImportError: fcntl = None  # no locking where flock is missing
 
 # %% auto #0
-__all__ = ['ACTIVE_DIR', 'SHARE_ENV', 'canonical_json', 'run_id', 'write_atomic', 'parse_jsonl', 'process_rank', 'process_count',
-           'is_writer', 'checkpoint_step', 'Run', 'busy_processes', 'register_busy', 'busy', 'waiting', 'share_threads',
-           'cpu_share_callback', 'run_dir', 'with_processes', 'open_run', 'ensure', 'find_runs', 'eval_rows',
-           'curve_rows', 'diverged', 'flag_unstable', 'run_summary', 'checkpoint_state', 'train_run']
+__all__ = ['ROOT_TOKEN', 'ACTIVE_DIR', 'SHARE_ENV', 'canonical_json', 'run_id', 'portable', 'located', 'write_atomic',
+           'parse_jsonl', 'process_rank', 'process_count', 'is_writer', 'checkpoint_step', 'Run', 'busy_processes',
+           'register_busy', 'busy', 'waiting', 'share_threads', 'cpu_share_callback', 'run_dir', 'with_processes',
+           'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows', 'diverged', 'flag_unstable', 'run_summary',
+           'checkpoint_state', 'train_run', 'migrate_ids']
 
 # %% ../nbs/13_runs.ipynb #d5f3e6a7
 def _plain(o):
@@ -44,6 +45,34 @@ def run_id(config:dict,  # the resolved configuration
           )->str:
     "Short hex id of a resolved config: SHA-256 of its canonical JSON"
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:n]
+
+# %% ../nbs/13_runs.ipynb #dbbe68a0
+ROOT_TOKEN = '<runs>'
+
+def _map_strings(o, f):
+    "`o` with `f` applied to every string inside its dicts and lists"
+    if isinstance(o, str): return f(o)
+    if isinstance(o, dict): return {k: _map_strings(v, f) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [_map_strings(v, f) for v in o]
+    return o
+
+def _root_spellings(root)->list[str]:
+    "The absolute spellings of a registry folder a config may hold: as given and with links resolved"
+    return list(dict.fromkeys([os.path.abspath(root), str(Path(root).resolve())]))
+
+def portable(config:dict, root)->dict:
+    "`config` with every path inside the registry `root` written from `<runs>`: what a run's id and config.json hold"
+    roots = _root_spellings(root)
+    def f(s):
+        for r in roots:
+            if s == r or s.startswith(r + os.sep): return ROOT_TOKEN + s[len(r):]
+        return s
+    return _map_strings(_normalise(config), f)
+
+def located(config:dict, root)->dict:
+    "The inverse of `portable`: `<runs>` read as the registry's absolute path"
+    r = os.path.abspath(root)
+    return _map_strings(config, lambda s: r + s[len(ROOT_TOKEN):] if s == ROOT_TOKEN or s.startswith(ROOT_TOKEN + '/') else s)
 
 # %% ../nbs/13_runs.ipynb #aa6dc339
 def write_atomic(path,  # the file to (re)write
@@ -114,9 +143,9 @@ class Run:
     @property
     def ckpt_dir(self)->Path: return self.path/'checkpoints'
     @property
-    def config(self)->dict:
+    def config(self)->dict:  # registry paths read against where the registry is now (`located`)
         p = self.path/'config.json'
-        return json.loads(p.read_text()) if p.exists() else {}
+        return located(json.loads(p.read_text()), self.path.parent) if p.exists() else {}
 
 # %% ../nbs/13_runs.ipynb #c43bce7d
 @patch
@@ -300,10 +329,10 @@ def lock(self:Run, wait:bool=False  # wait for another process to release it ins
 _KIND = re.compile(r'[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)*')
 
 def run_dir(root, kind:str, config:dict)->Path:
-    "`<root>/<kind>-<run_id(config)>`"
+    "`<root>/<kind>-<run_id(portable(config, root))>`: the id does not depend on where the registry is"
     if not isinstance(kind, str) or not _KIND.fullmatch(kind):
         raise ValueError(f"run kind {kind!r}: use letters, digits, '_', '.' and inner '-' (e.g. 'sft', 'rl', 'pure_rl')")
-    return Path(root)/f'{kind}-{run_id(config)}'
+    return Path(root)/f'{kind}-{run_id(portable(config, root))}'
 
 # %% ../nbs/13_runs.ipynb #75fda9ec
 def with_processes(config:dict, n:int)->dict:
@@ -318,7 +347,7 @@ def open_run(root,  # the registry folder (profile key `runs`)
     "The run folder of `config` under `root`, created with its config.json when new; several processes make another run"
     config = with_processes(config, processes or process_count())
     run = Run(run_dir(root, kind, config))
-    p, canon = run.path/'config.json', canonical_json(config)
+    p, canon = run.path/'config.json', canonical_json(portable(config, root))
     if p.exists():
         if canonical_json(json.loads(p.read_text())) != canon:
             raise ValueError(f"{p}: holds a different config than the one hashing to this folder; remove the folder or fix the file")
@@ -436,3 +465,42 @@ def train_run(run:Run,
     if getattr(trainer, 'unstable_reason', None): return run.finish(steps, secs, trainer.unstable_reason, trainer.unstable_step)
     if steps < trainer.state.max_steps: return run_summary(run, 'stopped', steps, secs)  # stopped short: resumable, no DONE
     return run.finish(steps, secs)
+
+# %% ../nbs/13_runs.ipynb #72f5e2cc
+def _rewrite(s:str, names:set, new:dict)->str:
+    "A config string naming a run of the registry (bare, or as a path through its folder): from `<runs>`, with new names"
+    parts = s.split('/')
+    i = next((i for i, c in enumerate(parts) if c in names), None)
+    if i is None: return s
+    tail = '/'.join(new.get(c, c) for c in parts[i:])
+    return f'{ROOT_TOKEN}/{tail}' if i > 0 else tail
+
+def _strings(o)->list[str]:
+    return [o] if isinstance(o, str) else [s for v in (o.values() if isinstance(o, dict) else o if isinstance(o, list) else []) for s in _strings(v)]
+
+def migrate_ids(root,  # the registry folder
+                apply:bool=False  # False: only compute the renames
+               )->dict:
+    "{old name: new name} of the runs whose location-free id differs from their folder name; `apply` rewrites and renames them"
+    journal = Path(root)/'.migrate_ids.json'  # every rename made, written before it is made: an interrupted migration resumes
+    done = json.loads(journal.read_text()) if journal.exists() else {}
+    runs = {r.name: r for r in find_runs(root)}
+    raw = {n: json.loads((r.path/'config.json').read_text()) for n, r in runs.items()}
+    names = set(runs) | set(done)  # a dependent may still name a run renamed before the interruption
+    refs = {n: {c for s in _strings(raw[n]) for c in s.split('/') if c in names and c != n} for n in runs}
+    new, fixed, order = dict(done), {}, []
+    while len(order) < len(runs):
+        ready = sorted(n for n in runs if n not in order and refs[n] <= set(new) | set(order))
+        if not ready: raise ValueError(f"{root}: runs that name each other in a cycle: {', '.join(sorted(set(runs) - set(order)))}")
+        for n in ready:
+            fixed[n] = _map_strings(raw[n], lambda s: _rewrite(s, names, new))
+            new[n] = f"{n.rsplit('-', 1)[0]}-{run_id(fixed[n])}"; order.append(n)
+    moves = {o: new[o] for o in order if new[o] != o}
+    taken = [n for o, n in moves.items() if (Path(root)/n).exists() and n not in moves]
+    if taken: raise FileExistsError(f"{root}: {', '.join(taken)} already exist; move them away first (nothing was renamed)")
+    if apply and moves:
+        write_atomic(journal, json.dumps({**done, **moves}, indent=1) + '\n')
+        for o, n in moves.items():  # dependencies first
+            write_atomic(runs[o].path/'config.json', json.dumps(fixed[o], indent=1, sort_keys=True) + '\n')
+            os.replace(runs[o].path, Path(root)/n)
+    return moves
