@@ -207,6 +207,8 @@ def _cmd_plan(argv)->int:
     from plasticity_nb import plan
     prof = load_profile(a.profile or os.environ.get('PLASTICITY_PROFILE') or 'tiny', path=a.settings)
     rows = plan.plan_batch(prof, a.only)
+    from plasticity_nb.runs import unmigrated_warning
+    if old := unmigrated_warning(prof['runs']): print(old, file=sys.stderr)
     print(plan.plan_json(rows) if a.json else plan.format_plan(rows, prof))
     return 0
 

@@ -79,10 +79,10 @@ def cpu_rates(root, planned:dict|None=None,  # run name -> the plan's exaFLOPs f
     got = {}
     for run in R.find_runs(root):
         secs, kind = _seconds(run), run.name.split('-')[0]
-        if planned and run.name not in planned: continue
-        exa = planned[run.name] if planned else (run.summary() or {}).get('exaflops')
+        if planned is not None and run.name not in planned: continue
+        exa = planned[run.name] if planned is not None else (run.summary() or {}).get('exaflops')
         if secs and exa: got.setdefault(_family(kind), []).append(exa * 1e18 / secs)
-    out = {**(cpu_rates(root) if planned else {}), **(reference or {}), **{k: statistics.median(v) for k, v in got.items()}}
+    out = {**(cpu_rates(root) if planned is not None else {}), **(reference or {}), **{k: statistics.median(v) for k, v in got.items()}}
     rl_like = [x for k, v in got.items() if k != 'sft' for x in v]
     return {'sft': None, **out, 'rl': out.get('rl') or (statistics.median(rl_like) if rl_like else None)}
 

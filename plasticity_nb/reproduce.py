@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from .config import load_profile, find_settings, SettingsError, set_offline, Profile
-from .runs import SHARE_ENV, register_busy
+from .runs import SHARE_ENV, register_busy, unmigrated_warning
 
 # %% auto #0
 __all__ = ['FIGURES', 'atomic_path', 'save_table', 'save_figure', 'save_report', 'check_out_dir', 'Figure', 'register_figure',
@@ -349,6 +349,7 @@ def _run_batch(profile, only, out_dir, settings, params, jobs)->list[Outcome]:
     if only is None and prof['figures']: figs = select_figures(prof['figures'])  # the profile's batch
     _batch_threads(prof, jobs)
     if left := training_left(prof, figs): print(left, file=sys.stderr)
+    if old := unmigrated_warning(prof['runs']): print(old, file=sys.stderr)
     outcomes, started, cancel = {}, set(), threading.Event()
     bar = tqdm(total=len(figs), desc=f'reproduce [{prof.name}]', unit='nb', file=sys.stderr)
     def one(fig):

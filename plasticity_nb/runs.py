@@ -15,7 +15,7 @@ __all__ = ['ROOT_TOKEN', 'ACTIVE_DIR', 'SHARE_ENV', 'canonical_json', 'run_id', 
            'parse_jsonl', 'process_rank', 'process_count', 'is_writer', 'checkpoint_step', 'Run', 'busy_processes',
            'register_busy', 'busy', 'waiting', 'share_threads', 'cpu_share_callback', 'run_dir', 'with_processes',
            'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows', 'diverged', 'flag_unstable', 'run_summary',
-           'checkpoint_state', 'train_run', 'migrate_ids']
+           'checkpoint_state', 'train_run', 'migrate_ids', 'unmigrated_warning']
 
 # %% ../nbs/13_runs.ipynb #d5f3e6a7
 def _plain(o):
@@ -65,14 +65,14 @@ def portable(config:dict, root)->dict:
     roots = _root_spellings(root)
     def f(s):
         for r in roots:
-            if s == r or s.startswith(r + os.sep): return ROOT_TOKEN + s[len(r):]
+            if s == r or s.startswith(r + os.sep): return ROOT_TOKEN + s[len(r):].replace(os.sep, '/')  # the same id on every OS
         return s
     return _map_strings(_normalise(config), f)
 
 def located(config:dict, root)->dict:
     "The inverse of `portable`: `<runs>` read as the registry's absolute path"
     r = os.path.abspath(root)
-    return _map_strings(config, lambda s: r + s[len(ROOT_TOKEN):] if s == ROOT_TOKEN or s.startswith(ROOT_TOKEN + '/') else s)
+    return _map_strings(config, lambda s: r + s[len(ROOT_TOKEN):].replace('/', os.sep) if s == ROOT_TOKEN or s.startswith(ROOT_TOKEN + '/') else s)
 
 # %% ../nbs/13_runs.ipynb #aa6dc339
 def write_atomic(path,  # the file to (re)write
@@ -478,6 +478,21 @@ def _rewrite(s:str, names:set, new:dict)->str:
 def _strings(o)->list[str]:
     return [o] if isinstance(o, str) else [s for v in (o.values() if isinstance(o, dict) else o if isinstance(o, list) else []) for s in _strings(v)]
 
+def _refuse_unsafe(root, runs:dict, moves:dict):
+    "Stop a migration before anything moves: a target name taken or asked for twice, or a run being trained or queued"
+    twice = sorted({n for n in moves.values() if list(moves.values()).count(n) > 1})
+    if twice: raise FileExistsError(f"{root}: {', '.join(o for o, n in moves.items() if n in twice)} are the same run under one id "
+                                    f"({', '.join(twice)}); keep one (the one with DONE) and move the others away (nothing was renamed)")
+    taken = [n for n in moves.values() if (Path(root)/n).exists() and n not in moves]
+    if taken: raise FileExistsError(f"{root}: {', '.join(taken)} already exist; move them away first (nothing was renamed)")
+    busy = []
+    for o in moves:
+        try:
+            with runs[o].lock(): pass
+        except RuntimeError: busy.append(o)
+        if not runs[o].is_done() and (runs[o].path/'job.json').exists(): busy.append(o)  # submitted to a launcher
+    if busy: raise RuntimeError(f"{root}: {', '.join(sorted(set(busy)))} are being trained or queued; let them finish or cancel them first (nothing was renamed)")
+
 def migrate_ids(root,  # the registry folder
                 apply:bool=False  # False: only compute the renames
                )->dict:
@@ -493,14 +508,22 @@ def migrate_ids(root,  # the registry folder
         ready = sorted(n for n in runs if n not in order and refs[n] <= set(new) | set(order))
         if not ready: raise ValueError(f"{root}: runs that name each other in a cycle: {', '.join(sorted(set(runs) - set(order)))}")
         for n in ready:
-            fixed[n] = _map_strings(raw[n], lambda s: _rewrite(s, names, new))
+            fixed[n] = portable(_map_strings(raw[n], lambda s: _rewrite(s, names, new)), root)  # as `run_dir` hashes it
             new[n] = f"{n.rsplit('-', 1)[0]}-{run_id(fixed[n])}"; order.append(n)
     moves = {o: new[o] for o in order if new[o] != o}
-    taken = [n for o, n in moves.items() if (Path(root)/n).exists() and n not in moves]
-    if taken: raise FileExistsError(f"{root}: {', '.join(taken)} already exist; move them away first (nothing was renamed)")
+    if apply and moves: _refuse_unsafe(root, runs, moves)
     if apply and moves:
         write_atomic(journal, json.dumps({**done, **moves}, indent=1) + '\n')
         for o, n in moves.items():  # dependencies first
             write_atomic(runs[o].path/'config.json', json.dumps(fixed[o], indent=1, sort_keys=True) + '\n')
             os.replace(runs[o].path, Path(root)/n)
     return moves
+
+# %% ../nbs/13_runs.ipynb #f0cb3e18
+def unmigrated_warning(root)->str:
+    "One line when runs of `root` are named by an older id scheme (`migrate_ids` would rename them), else ''"
+    if not Path(root).is_dir(): return ''
+    try: old = list(migrate_ids(root))
+    except ValueError as e: return f'warning: {root}: run ids not checked ({e})'
+    return (f"warning: {len(old)} run(s) in {root} are named by an older id scheme (e.g. {old[0]}) and would train again: "
+            f"`plasticity migrate {root} --apply` renames them" if old else '')

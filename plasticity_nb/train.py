@@ -40,6 +40,7 @@ def load_run_config(path, kind:str)->dict:
     if cfg['method'] not in METHODS[kind]:
         raise SettingsError(f"{path}: method {cfg['method']!r} is not a {kind} method; accepted: {', '.join(METHODS[kind])}")
     if not isinstance(cfg.get('overrides', {}), dict): raise SettingsError(f"{path}: 'overrides' must be a mapping of settings.ini keys")
+    if cfg.get('init'): cfg['init'] = os.path.abspath(str(cfg['init']))  # as the figures ask for it: the same run, the same id
     cfg['profile_obj'] = load_profile(cfg['profile'], path=cfg.get('settings'), **{k: str(v) for k,v in cfg.get('overrides', {}).items()})
     return cfg
 
