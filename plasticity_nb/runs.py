@@ -511,8 +511,8 @@ def migrate_ids(root,  # the registry folder
             fixed[n] = portable(_map_strings(raw[n], lambda s: _rewrite(s, names, new)), root)  # as `run_dir` hashes it
             new[n] = f"{n.rsplit('-', 1)[0]}-{run_id(fixed[n])}"; order.append(n)
     moves = {o: new[o] for o in order if new[o] != o}
-    if apply and moves: _refuse_unsafe(root, runs, moves)
     if apply and moves:
+        _refuse_unsafe(root, runs, moves)
         write_atomic(journal, json.dumps({**done, **moves}, indent=1) + '\n')
         for o, n in moves.items():  # dependencies first
             write_atomic(runs[o].path/'config.json', json.dumps(fixed[o], indent=1, sort_keys=True) + '\n')
