@@ -13,7 +13,7 @@ from .curves import CURVE_COLUMNS
 
 # %% auto #0
 __all__ = ['OOD_COLUMNS', 'PUBLISHED', 'ood_benchmarks', 'bench_digest', 'ood_eval_kw', 'score_model', 'run_models', 'ood_run',
-           'ood_curves', 'ood_claims', 'plot_ood']
+           'ood_curves', 'ood_claims', 'branch_styles', 'plot_ood']
 
 # %% ../nbs/18_ood.ipynb #e350dea1
 def ood_benchmarks(prof,  # the profile (a `config.Profile` or dict with its keys)
@@ -155,7 +155,7 @@ def ood_claims(t:pd.DataFrame  # `ood_curves`
                  effect=f"{pure[0]:+.1f} +/- {pure[1]:.1f}" if np.isfinite(pure[0]) else 'n/a')]
 
 # %% ../nbs/18_ood.ipynb #8ef149f8
-def _branch_styles(keys:list  # RL curve keys (paradigm, data set, branch step, seed)
+def branch_styles(keys:list  # RL curve keys (paradigm, data set, branch step, seed)
                   )->dict:
     "(marker, line style) of each SFT-then-RL key: a data set's branches in order of branch step and seed"
     out = {}
@@ -184,7 +184,7 @@ def plot_ood(t:pd.DataFrame  # `ood_curves`
     curves = list(rl.groupby(['paradigm', 'dataset', 'branch_step', 'seed'], sort=False))
     # one colour per data set in both columns, so a branch reads against its SFT curve; a set's branches differ by marker
     sets = list(dict.fromkeys([*t[t.stage == 'sft'].dataset, *rl[rl.paradigm != 'pure_rl'].dataset]))
-    colors, styles = dict(zip(sets, sns.color_palette('deep', len(sets)))), _branch_styles([k for k, _ in curves])
+    colors, styles = dict(zip(sets, sns.color_palette('deep', len(sets)))), branch_styles([k for k, _ in curves])
     curves.sort(key=lambda c: (c[0][0] == 'pure_rl', sets.index(c[0][1]) if c[0][1] in sets else 0, c[0][2], c[0][3]))  # legend: by set, then branch point
     seeds = {(k[1], k[2]): sum((c[1], c[2]) == (k[1], k[2]) for c, _ in curves) for k, _ in curves}
     for (ax_s, ax_r), b in zip(axs, names):
