@@ -5,6 +5,7 @@
 # %% ../nbs/13_runs.ipynb #1c7295b1
 from __future__ import annotations
 import contextlib, hashlib, json, math, os, re, shutil, tempfile, time
+from collections import Counter
 from pathlib import Path
 from fastcore.basics import patch
 try: import fcntl
@@ -480,7 +481,7 @@ def _strings(o)->list[str]:
 
 def _refuse_unsafe(root, runs:dict, moves:dict):
     "Stop a migration before anything moves: a target name taken or asked for twice, or a run being trained or queued"
-    twice = sorted({n for n in moves.values() if list(moves.values()).count(n) > 1})
+    twice = sorted(n for n, k in Counter(moves.values()).items() if k > 1)
     if twice: raise FileExistsError(f"{root}: {', '.join(o for o, n in moves.items() if n in twice)} are the same run under one id "
                                     f"({', '.join(twice)}); keep one (the one with DONE) and move the others away (nothing was renamed)")
     taken = [n for n in moves.values() if (Path(root)/n).exists() and n not in moves]
