@@ -50,7 +50,7 @@ def run_exaflops(prof:Profile, kind:str, rows:int, dataset:str='full')->float:
         s = sft_spec(prof, dataset)
         return math.ceil(rows * s.epochs / s.batch) * flops.sft_step_flops(d, s.batch, prof['max_len']) / 1e18
     S = min(prof['max_len'], prof['max_new_tokens'] + 64)
-    return prof['rl_steps'] * prof['rl_updates'] * flops.grpo_step_flops(d, prof['rl_batch'], prof['group_size'], S) / 1e18
+    return prof['rl_steps'] * flops.grpo_step_flops(d, prof['rl_batch'], prof['group_size'], S) / 1e18
 
 # %% ../nbs/35_plan.ipynb #7538ac52
 def gpu_rates(results=None  # the measurements (default: bench/results.json beside the nearest settings.ini)

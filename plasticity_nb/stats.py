@@ -59,7 +59,7 @@ def evaluate_with_se(model, tokenizer, benchmarks:dict,
     return scores
 
 # %% ../nbs/08_stats.ipynb #2e87d15a
-VERDICTS = ('reproduced', 'partly', 'not reproduced')
+VERDICTS = ('reproduced', 'partly', 'not reproduced', 'not measured')
 
 def combined_se(*ses)->float:
     "The standard error of a sum or difference of independent estimates: sqrt(sum se^2)"
@@ -69,8 +69,8 @@ def verdict(effect:float,  # the claimed difference, signed so that the claim pr
             se:float,  # its standard error (NaN: unknown)
             partly:bool|None=None  # override the 'partly' test (default: effect > 0)
            )->str:
-    "'reproduced' when effect > 2 se; 'partly' when effect > 0 (or `partly`); else 'not reproduced'"
-    if effect is None or not math.isfinite(effect): return 'not reproduced'
+    "'reproduced' when effect > 2 se; 'partly' when effect > 0 (or `partly`); 'not measured' without an effect; else 'not reproduced'"
+    if effect is None or not math.isfinite(effect): return 'not measured'  # no runs to measure it: not a negative finding
     if se is not None and math.isfinite(se) and effect > 2 * se: return 'reproduced'
     return 'partly' if (effect > 0 if partly is None else partly) else 'not reproduced'
 
