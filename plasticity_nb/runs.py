@@ -477,7 +477,9 @@ def _rewrite(s:str, names:set, new:dict)->str:
     return f'{ROOT_TOKEN}/{tail}' if i > 0 else tail
 
 def _strings(o)->list[str]:
-    return [o] if isinstance(o, str) else [s for v in (o.values() if isinstance(o, dict) else o if isinstance(o, list) else []) for s in _strings(v)]
+    "Every string inside `o`'s dicts and lists, in order (the one walker, `_map_strings`, collecting)"
+    found = []; _map_strings(o, lambda s: found.append(s) or s)
+    return found
 
 def _refuse_unsafe(root, runs:dict, moves:dict):
     "Stop a migration before anything moves: a target name taken or asked for twice, or a run being trained or queued"
