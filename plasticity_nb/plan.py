@@ -65,9 +65,10 @@ def gpu_rates(results=None  # the measurements (default: bench/results.json besi
 def _family(kind:str)->str: return 'sft' if kind in ('sft', 'base') else kind  # base pre-training runs at SFT's rate
 
 def _seconds(run:R.Run)->float|None:
-    "A finished run's measured training seconds (seconds per step x steps, evaluations included), None if not recorded"
+    "A finished run's measured training seconds, evaluations included: its process's CPU seconds where recorded (what it costs, whatever shared the cores), else wall-clock; None if neither"
     s = run.summary() or {}
-    return s['seconds_per_step'] * s['steps'] if s.get('seconds_per_step') and s.get('steps') else None
+    per = s.get('cpu_seconds_per_step') or s.get('seconds_per_step')
+    return per * s['steps'] if per and s.get('steps') else None
 
 def cpu_rates(root, planned:dict|None=None,  # run name -> the plan's exaFLOPs for it (None or none finished: the registry's)
               reference:dict|None=None  # {kind: FLOP/s} of the reference machine (`reference_cpu_rates`), below this machine's planned runs

@@ -12,11 +12,11 @@ try: import fcntl
 except ImportError: fcntl = None  # no locking where flock is missing
 
 # %% auto #0
-__all__ = ['ROOT_TOKEN', 'ACTIVE_DIR', 'SHARE_ENV', 'canonical_json', 'run_id', 'portable', 'located', 'write_atomic',
-           'parse_jsonl', 'process_rank', 'process_count', 'is_writer', 'checkpoint_step', 'Run', 'busy_processes',
-           'register_busy', 'busy', 'waiting', 'share_threads', 'cpu_share_callback', 'run_dir', 'with_processes',
-           'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows', 'diverged', 'flag_unstable', 'run_summary',
-           'checkpoint_state', 'train_run', 'migrate_ids', 'unmigrated_warning']
+__all__ = ['ROOT_TOKEN', 'ACTIVE_DIR', 'SHARE_ENV', 'TIMING_KEYS', 'canonical_json', 'run_id', 'portable', 'located',
+           'write_atomic', 'parse_jsonl', 'process_rank', 'process_count', 'is_writer', 'checkpoint_step', 'Run',
+           'busy_processes', 'register_busy', 'busy', 'waiting', 'share_threads', 'cpu_share_callback', 'run_dir',
+           'with_processes', 'open_run', 'ensure', 'find_runs', 'eval_rows', 'curve_rows', 'diverged', 'flag_unstable',
+           'run_summary', 'checkpoint_state', 'train_run', 'migrate_ids', 'unmigrated_warning']
 
 # %% ../nbs/13_runs.ipynb #d5f3e6a7
 def _plain(o):
@@ -415,21 +415,25 @@ def flag_unstable(trainer, reason:str,
 
 # %% ../nbs/13_runs.ipynb #830b96d2
 def run_summary(run:Run, status:str, steps:int,
-                seconds_per_step:float|None=None  # wall-clock seconds per step of this attempt
+                seconds_per_step:float|None=None,  # wall-clock seconds per step of this attempt
+                cpu_seconds_per_step:float|None=None  # the process's CPU seconds per step (all its threads): the cost, whatever else shared the cores
                )->dict:
     "The run's summary from its metrics file: status, steps, exaflops at the last step, final and best scores"
     flops = [r['exaflops'] for r in run.read_metrics() if r.get('exaflops') is not None and r.get('step', -1) <= steps]
     evals = eval_rows(run)
     best = max((r['scores'].get('overall') for r in evals if r['scores'].get('overall') is not None), default=None)
     return dict(status=status, steps=steps, exaflops=flops[-1] if flops else 0.0, final_scores=evals[-1]['scores'] if evals else None,
-                best_overall=best, seconds_per_step=seconds_per_step)
+                best_overall=best, seconds_per_step=seconds_per_step, cpu_seconds_per_step=cpu_seconds_per_step)
+
+TIMING_KEYS = ('seconds_per_step', 'cpu_seconds_per_step')  # the summary's measured times: all a rerun of the same run may change
 
 @patch
 def finish(self:Run, steps:int, seconds_per_step:float|None=None,
-           reason:str|None=None, step:int|None=None  # the instability and its step (None: the run is done)
+           reason:str|None=None, step:int|None=None,  # the instability and its step (None: the run is done)
+           cpu_seconds_per_step:float|None=None
           )->dict:
     "Write DONE with the run's summary ('unstable' with its reason when given); returns the summary"
-    s = run_summary(self, 'unstable' if reason else 'done', steps, seconds_per_step)
+    s = run_summary(self, 'unstable' if reason else 'done', steps, seconds_per_step, cpu_seconds_per_step)
     if reason is None: self.mark_done(s); return s
     self.mark_unstable(reason, step, s)
     return {**s, 'reason': reason}
@@ -450,7 +454,7 @@ def train_run(run:Run,
     ck = run.prepare_resume(resumable)
     st = checkpoint_state(ck)
     if st and st['global_step'] >= st.get('max_steps', math.inf): return run.finish(st['global_step'])  # killed after its last checkpoint, before DONE
-    trainer, t0, start = build(ck), time.time(), st['global_step'] if st else 0
+    trainer, t0, c0, start = build(ck), time.time(), time.process_time(), st['global_step'] if st else 0
     on_cpu = str(getattr(getattr(trainer, 'args', None), 'device', '')) == 'cpu'
     cpus = int(os.environ.get(SHARE_ENV) or 0) if on_cpu else 0
     if cpus: trainer.add_callback(cpu_share_callback(cpus))
@@ -462,10 +466,10 @@ def train_run(run:Run,
         if 'device-side assert' in str(e):  # the CUDA context is lost: record the run, then stop the process
             run.mark_unstable(trainer.unstable_reason, trainer.unstable_step); raise
     steps = trainer.state.global_step
-    secs = (time.time() - t0) / (steps - start) if steps > start else None
-    if getattr(trainer, 'unstable_reason', None): return run.finish(steps, secs, trainer.unstable_reason, trainer.unstable_step)
-    if steps < trainer.state.max_steps: return run_summary(run, 'stopped', steps, secs)  # stopped short: resumable, no DONE
-    return run.finish(steps, secs)
+    secs, cpu = ((time.time() - t0) / (steps - start), (time.process_time() - c0) / (steps - start)) if steps > start else (None, None)
+    if getattr(trainer, 'unstable_reason', None): return run.finish(steps, secs, trainer.unstable_reason, trainer.unstable_step, cpu)
+    if steps < trainer.state.max_steps: return run_summary(run, 'stopped', steps, secs, cpu)  # stopped short: resumable, no DONE
+    return run.finish(steps, secs, cpu_seconds_per_step=cpu)
 
 # %% ../nbs/13_runs.ipynb #72f5e2cc
 def _rewrite(s:str, names:set, new:dict)->str:

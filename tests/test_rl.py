@@ -8,7 +8,7 @@ from transformers import TrainerCallback
 from plasticity_nb.models import build_tokenizer, build_model, load_local
 from plasticity_nb.rl import DAPOConfig, DAPOTrainer, dapo_config, grpo_config, run_rl
 from plasticity_nb.batching import PromptStream
-from plasticity_nb.runs import Run
+from plasticity_nb.runs import Run, TIMING_KEYS
 
 torch.set_num_threads(1)
 TINY = dict(n_layers=1, hidden=32, n_heads=2, n_kv_heads=1, ffn=64, max_len=64)
@@ -216,7 +216,7 @@ def test_short_run_writes_metrics_with_evaluations(base, tmp_path, algo):
     assert run.metrics_path.stat().st_mtime_ns == mtime
     (out/'DONE').unlink()                                           # killed after the last checkpoint, before DONE
     s2 = run_rl(base, prompts(), out, **kw)
-    assert {**s2, 'seconds_per_step': None} == {**s, 'seconds_per_step': None} and run.read_metrics() == rows
+    assert {**s2, **dict.fromkeys(TIMING_KEYS)} == {**s, **dict.fromkeys(TIMING_KEYS)} and run.read_metrics() == rows
 
 
 def test_evaluations_do_not_shift_the_training_randomness(base, tmp_path):
@@ -364,7 +364,7 @@ def test_resume_after_kill_gives_the_same_curve(base, tmp_path):
     assert _curve(tmp_path/'B') == _curve(tmp_path/'A')
     assert [r['step'] for r in _curve(tmp_path/'B') if r['event'] == 'eval'] == [0, 2, 4, 5]
     assert [bool(r.get('ceiling')) for r in _curve(tmp_path/'B') if r['event'] == 'eval'] == [False, False, False, True]
-    assert {k: v for k,v in s.items() if k != 'seconds_per_step'} == {k: v for k,v in s_ref.items() if k != 'seconds_per_step'}
+    assert {**s, **dict.fromkeys(TIMING_KEYS)} == {**s_ref, **dict.fromkeys(TIMING_KEYS)}
 
 
 @pytest.mark.slow
