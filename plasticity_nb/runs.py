@@ -428,12 +428,12 @@ def run_summary(run:Run, status:str, steps:int,
 TIMING_KEYS = ('seconds_per_step', 'cpu_seconds_per_step')  # the summary's measured times: all a rerun of the same run may change
 
 @patch
-def finish(self:Run, steps:int, seconds_per_step:float|None=None,
+def finish(self:Run, steps:int,
            reason:str|None=None, step:int|None=None,  # the instability and its step (None: the run is done)
-           cpu_seconds_per_step:float|None=None
+           **times  # this attempt's measured times, by TIMING_KEYS (`run_summary`)
           )->dict:
     "Write DONE with the run's summary ('unstable' with its reason when given); returns the summary"
-    s = run_summary(self, 'unstable' if reason else 'done', steps, seconds_per_step, cpu_seconds_per_step)
+    s = run_summary(self, 'unstable' if reason else 'done', steps, **times)
     if reason is None: self.mark_done(s); return s
     self.mark_unstable(reason, step, s)
     return {**s, 'reason': reason}
@@ -466,10 +466,11 @@ def train_run(run:Run,
         if 'device-side assert' in str(e):  # the CUDA context is lost: record the run, then stop the process
             run.mark_unstable(trainer.unstable_reason, trainer.unstable_step); raise
     steps = trainer.state.global_step
-    secs, cpu = ((time.time() - t0) / (steps - start), (time.process_time() - c0) / (steps - start)) if steps > start else (None, None)
-    if getattr(trainer, 'unstable_reason', None): return run.finish(steps, secs, trainer.unstable_reason, trainer.unstable_step, cpu)
-    if steps < trainer.state.max_steps: return run_summary(run, 'stopped', steps, secs, cpu)  # stopped short: resumable, no DONE
-    return run.finish(steps, secs, cpu_seconds_per_step=cpu)
+    n = steps - start
+    times = dict(seconds_per_step=(time.time() - t0) / n, cpu_seconds_per_step=(time.process_time() - c0) / n) if n > 0 else {}
+    if getattr(trainer, 'unstable_reason', None): return run.finish(steps, trainer.unstable_reason, trainer.unstable_step, **times)
+    if steps < trainer.state.max_steps: return run_summary(run, 'stopped', steps, **times)  # stopped short: resumable, no DONE
+    return run.finish(steps, **times)
 
 # %% ../nbs/13_runs.ipynb #72f5e2cc
 def _rewrite(s:str, names:set, new:dict)->str:
