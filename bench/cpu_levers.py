@@ -1,11 +1,11 @@
 """Kernel-level levers for a tiny-world RL step on this CPU: bfloat16 autocast (AMX where the CPU has it) and
 `torch.compile`, against eager float32, on the profile's model and an RL step's shapes, measured in one process.
 
-usage: .venv/bin/python bench/cpu_levers.py [MODEL_DIR] [--profile tiny-full] [--rows 256] [--len 63] [--prompts 48]
+usage: .venv/bin/python bench/cpu_levers.py [MODEL_DIR] [--profile tiny-full] [--rows 256] [--len N] [--prompts 48]
                                          [--repeats 3] [--threads 1] [--no-compile] [--ops]
 MODEL_DIR: a saved model folder (e.g. an SFT checkpoint); default a fresh model of the profile's shape (timing only
 depends on the shape). Workloads: `update` = forward + backward of --rows x --len tokens (one RL update batch: 32
-prompts x 8 rollouts, rows of the RL pool's mean length), `logprob` = the forward alone (the old-policy pass), `rollout`
+prompts x 8 rollouts, rows of the RL pool's mean length unless --len says otherwise), `logprob` = the forward alone (the old-policy pass), `rollout`
 = the `compact` engine sampling 8 completions for --prompts prompts of the RL pool (one generation round). Prints the
 median seconds of --repeats after a warm-up, and each variant's ratio against eager float32 (> 1: faster); --ops also
 prints where an eager float32 update spends its time (`torch.profiler`, the top operators). Run it on an otherwise
@@ -18,6 +18,14 @@ from plasticity_nb.config import load_profile
 from plasticity_nb.engines import generate
 from plasticity_nb.experiments import world
 from plasticity_nb.models import load_local, model_from_profile, world_tokenizer
+
+
+def pool_lengths(prof, tok)->tuple[int, int]:
+    "Mean RL-pool row (prompt + expert completion) and mean completion, in `tok`'s tokens: an update row and a rollout's length"
+    rl = world(prof)['rl']
+    n = lambda s: len(tok(s)['input_ids'])
+    prompts, completions = sum(n(r['prompt']) for r in rl), sum(n(r['completion']) for r in rl)
+    return round((prompts + completions) / len(rl)), round(completions / len(rl))
 
 
 def bf16(on): return torch.autocast('cpu', dtype=torch.bfloat16) if on else nullcontext()
@@ -56,7 +64,7 @@ def rollout(model, tok, prompts, prof, half):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('model', nargs='?'); ap.add_argument('--profile', default='tiny-full')
-    ap.add_argument('--rows', type=int, default=256); ap.add_argument('--len', type=int, default=63)
+    ap.add_argument('--rows', type=int, default=256); ap.add_argument('--len', type=int)
     ap.add_argument('--prompts', type=int, default=48); ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--threads', type=int, default=1); ap.add_argument('--no-compile', action='store_true')
     ap.add_argument('--ops', action='store_true')
@@ -65,6 +73,7 @@ def main(argv=None):
     prof = load_profile(a.profile)
     if a.model: model, tok = load_local(a.model)
     else: tok = world_tokenizer(prof['tokenizer']); model = model_from_profile(prof, tok)
+    if a.len is None: a.len = pool_lengths(prof, tok)[0]
     x = torch.randint(4, len(tok), (a.rows, a.len))
     prompts = [r['prompt'] for r in world(prof)['rl'][:a.prompts]]
     rows = []

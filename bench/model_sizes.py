@@ -5,21 +5,19 @@ usage: .venv/bin/python bench/model_sizes.py [--profile tiny] [--shapes 128x4x51
                                           [--tokenizers chars,pieces] [--repeats 3] [--threads 1]
 A shape is HIDDENxLAYERSxFFN (heads and KV heads stay the profile's). Every model has fresh weights: timing depends on
 the shape only. The update and log-prob batches are 256 rows (32 prompts x 8) of the RL pool's mean row length in each
-tokenizer (63 `chars` tokens, 41 `pieces` tokens); the rollout is one `compact` generation round of 48 prompts x 8,
-decoding a fixed number of new tokens (the mean completion: 41 `chars`, 27 `pieces`) so that every shape decodes as
+tokenizer (counted from the world: 63 `chars` tokens, 41 `pieces` in the `tiny` world); the rollout is one `compact`
+generation round of 48 prompts x 8, decoding a fixed number of new tokens (the mean expert completion: 41 `chars`, 28 `pieces`) so that every shape decodes as
 many steps. Prints the median of --repeats after a warm-up and each row's speed-up over the first shape with the first
 tokenizer (> 1: cheaper). Whether a smaller model still learns is a separate question (bench/RESULTS.md, session 20).
 Run it on an otherwise idle machine: it measures wall time.
 """
 import argparse
 import torch
-from cpu_levers import update, logprob, rollout, timed  # bench/ is on sys.path when this file runs as a script
-from plasticity_nb.config import load_profile
+from cpu_levers import pool_lengths, update, logprob, rollout, timed  # bench/ is on sys.path when this file runs as a script
+from plasticity_nb.config import SCHEMA, load_profile
 from plasticity_nb.experiments import world
 from plasticity_nb.models import model_from_profile, world_tokenizer
 
-ROW_LEN = {'chars': 63, 'pieces': 41}      # mean RL row (prompt + completion) in tokens, counted in session 16
-NEW_TOKENS = {'chars': 41, 'pieces': 27}   # mean completion in tokens
 
 
 def shapes(spec:str)->list[tuple[int, int, int]]:
@@ -38,11 +36,12 @@ def measure(prof, tokenizer, shape, repeats)->dict:
     p = load_profile(prof['name'], prof['path'], hidden=h, n_layers=l, ffn=f, tokenizer=tokenizer)
     torch.manual_seed(0)
     tok = world_tokenizer(tokenizer); model = model_from_profile(p, tok)
-    x = torch.randint(4, len(tok), (256, ROW_LEN[tokenizer]))
+    row_len, new_tokens = pool_lengths(p, tok)
+    x = torch.randint(4, len(tok), (256, row_len))
     prompts = [r['prompt'] for r in world(p)['rl'][:48]]
     model.train(True); u = timed(update(model, x, False), repeats)
     model.train(False); lp = timed(logprob(model, x, False), repeats)
-    ro = timed(rollout(model, tok, prompts, {**p, 'max_new_tokens': NEW_TOKENS[tokenizer]}, False), repeats)
+    ro = timed(rollout(model, tok, prompts, {**p, 'max_new_tokens': new_tokens}, False), repeats)
     return dict(params=sum(q.numel() for q in model.parameters()), update=u, logprob=lp, rollout=ro, total=u + lp + ro)
 
 
@@ -53,8 +52,9 @@ def main(argv=None):
     ap.add_argument('--threads', type=int, default=1)
     a = ap.parse_args(argv)
     toks = [t.strip() for t in a.tokenizers.split(',')]
+    accepted = SCHEMA['tokenizer'].choices
     for t in toks:
-        if t not in ROW_LEN: raise SystemExit(f"--tokenizers: {t!r}; accepted: {', '.join(ROW_LEN)}")
+        if t not in accepted: raise SystemExit(f"--tokenizers: {t!r}; accepted: {', '.join(accepted)}")
     torch.set_num_threads(a.threads)
     prof = load_profile(a.profile)
     rows = [(t, s, measure(prof, t, s, a.repeats)) for t in toks for s in shapes(a.shapes)]
