@@ -41,6 +41,7 @@ SCHEMA: dict[str, Setting] = {
     'share_cores': _S('bool', True, "CPU: trainings of a batch take cpus // (busy notebooks) threads, the last one left all cores (runs.share_threads); off for models too small to gain from a second thread", 'profile'),
     'own_datasets': _S('str', 'full,s1k,easy,uniform,hard', "SFT data sets of the own-run sequential figures (fig3, table4, fig8)", 'profile'),
     'rl_branches': _S('counts', '2', "RL branches per data set in the own-run sequential figures, spread over the SFT regimes: one count, or a count with name:count overrides ('1,full:3': one per set, three from full)", 'profile'),
+    'ood_every': _S('int', 1, "Fig 4: score every k-th kept model of each run out of domain, and its last (k > 1 thins the curves, not the claims, which read each run's first and last model)", 'profile', _P),
     # where things are
     'outputs': _S('path', 'outputs', 'folder for figures and REPORT.md (outputs/<profile>/)', 'paths'),
     'runs': _S('path', 'runs', 'run registry folder', 'paths'),
