@@ -112,6 +112,14 @@ def test_fig4_on_smoke_through_the_command_line(smoke_fig3, tmp_path):
     "fig4 on the runs of the smoke fig3 batch (conftest's `smoke_fig3`, shared: the runs are the same, so only the OOD scoring is new)"
     s, out = smoke_fig3.settings, tmp_path/'fig'
     before = {r.name for r in trained(smoke_fig3.root)}
+    # first with the profile's ood_every = 3: every third kept model of each run is scored, and its last
+    s3 = tmp_path/'every3.ini'; s3.write_text(s.read_text().replace('[smoke]\n', '[smoke]\nood_every = 3\n'))
+    r = subprocess.run([str(EXE), 'reproduce', '--profile', 'smoke', '--settings', str(s3), '--only', 'fig4', '--out', str(tmp_path/'fig3rd')],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    t3 = pd.read_csv(tmp_path/'fig3rd'/'fig4.csv'); t3 = t3[t3.benchmark == 'overall']
+    assert not any(r.is_done() for r in R.find_runs(smoke_fig3.root/'runs', 'ood'))  # thinned: not every model scored yet
+    # then at the default (1): the rest is filled in, the thinned ones come from the cache
     r = subprocess.run([str(EXE), 'reproduce', '--profile', 'smoke', '--settings', str(s), '--only', 'fig4', '--out', str(out)],
                        capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -140,6 +148,11 @@ def test_fig4_on_smoke_through_the_command_line(smoke_fig3, tmp_path):
     assert all(r['verdict'] in ('reproduced', 'partly', 'not reproduced') for r in json.loads((out/'fig4.report.json').read_text())['rows'][:2])
     done = R.find_runs(smoke_fig3.root/'runs', 'ood')
     assert len(done) == t.run.nunique() and all(r.is_done() for r in done)
+    for run, g in t[t.benchmark == 'overall'].groupby('run'):
+        steps = sorted(g.step)
+        assert sorted(t3[t3.run == run].step) == sorted(set(steps[::3]) | {steps[-1]}), run
+    both = t3.merge(t[t.benchmark == 'overall'], on=['run', 'step'], suffixes=('', '_1'))
+    assert len(both) == len(t3) and (both.score == both.score_1).all()  # the same cached scores
     # the notebook's OOD scores are cached under the identities `ood_run` computes: asking again scores nothing
     prof = load_profile('smoke', path=s)
     bench, kw = O.ood_benchmarks(prof, E.world(prof)), O.ood_eval_kw(prof)
