@@ -19,7 +19,6 @@ from plasticity_nb.experiments import world
 from plasticity_nb.models import model_from_profile, world_tokenizer
 
 
-
 def shapes(spec:str)->list[tuple[int, int, int]]:
     "'128x4x512,64x2x256' -> [(128, 4, 512), (64, 2, 256)]"
     out = []
