@@ -274,7 +274,7 @@ def syn_settings(profile,  # a config.Profile (or dict with its keys)
     from plasticity_nb.syn import get_method
     m = get_method(method, 'syn_settings')
     s = spec(profile, 'rl')
-    kw = {k: v for k, v in vars(s).items() if k not in DAPO_ONLY} | dict(lr=s.lr * m.lr_scale, micro_tokens=profile['syn_micro_tokens'])
+    kw = {k: v for k, v in vars(s).items() if k not in DAPO_ONLY} | dict(lr=(profile['syn_lr'] or s.lr) * m.lr_scale, micro_tokens=profile['syn_micro_tokens'])
     if benchmarks: kw |= {'benchmarks': benchmarks, 'eval_samples': samples_from_profile(profile, list(benchmarks))}
     return {**kw, **overrides}
 
