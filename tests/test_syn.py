@@ -560,7 +560,8 @@ def test_syn_settings_follow_the_profile():
     for m in METHODS:
         s = syn_settings(p, m, steps=7)
         assert s['steps'] == 7 and s['batch'] == r['batch'] and s['group_size'] == r['group_size']
-        assert s['lr'] == pytest.approx(r['lr'] * (5 if m == 'upt' else 1)) and METHODS[m].lr_scale == (5 if m == 'upt' else 1)
+        assert s['lr'] == pytest.approx(p['syn_lr'] * (5 if m == 'upt' else 1)) and METHODS[m].lr_scale == (5 if m == 'upt' else 1)
+        assert p['syn_lr'] == 2e-5 != r['lr']  # tiny: the methods' own rate, below DAPO's (the run guard stopped UPT and SRFT at DAPO's)
         assert 'gen_batch' not in s and 'eps_high' not in s
         assert s['micro_tokens'] == p['syn_micro_tokens'] == 512 and s['updates'] == r['updates']
         import inspect
