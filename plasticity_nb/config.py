@@ -115,6 +115,7 @@ SCHEMA: dict[str, Setting] = {
     'paradigm_seeds': _S('int', 3, 'seeds per method in the paradigm comparison (the spread)', 'paradigm', _P),
     'paradigm_panels': _S('str', 'base,saturated,strong', 'Fig 2 starting points: base, saturated (SFT checkpoint), strong (longer pre-trained base)', 'paradigm'),
     'syn_lr': _S('float', 0.0, "the synchronized methods' learning rate before each method's own factor (UPT: 5x, as its paper's 5e-6 against 1e-6; 0: rl_lr, the paper's choice of one rate for all)", 'paradigm', _N),
+    'syn_collapse_patience': _S('int', 5, "steps of collapsed reward (at most a tenth of the best) after which a synchronized run stops as unstable, like a DAPO run (0: never: the run trains all its steps and its curve shows the collapse and any recovery)", 'paradigm', _N),
     'syn_micro_tokens': _S('int', 0, "token budget of one micro-batch of the synchronized methods per process, verl's ppo_max_token_len_per_gpu (the scripts: 32768); the SFT mean and the entropy bonus are taken per micro-batch, so it shapes the loss (0: the update batch at once)", 'paradigm', _N),
     'paradigm_seeded': _S('str', 'srft,dapo_d', 'the paradigms trained with every seed (the claim on seed spread compares these); the others run the first seed only', 'paradigm'),
     # where each training run runs (no run's identity holds these: the same run wherever it trains)

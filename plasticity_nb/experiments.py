@@ -275,6 +275,8 @@ def syn_settings(profile,  # a config.Profile (or dict with its keys)
     m = get_method(method, 'syn_settings')
     s = spec(profile, 'rl')
     kw = {k: v for k, v in vars(s).items() if k not in DAPO_ONLY} | dict(lr=(profile['syn_lr'] or s.lr) * m.lr_scale, micro_tokens=profile['syn_micro_tokens'])
+    if profile['syn_collapse_patience'] != SCHEMA['syn_collapse_patience'].default:  # in the run's identity only when changed
+        kw['collapse_patience'] = profile['syn_collapse_patience']
     if benchmarks: kw |= {'benchmarks': benchmarks, 'eval_samples': samples_from_profile(profile, list(benchmarks))}
     return {**kw, **overrides}
 

@@ -565,7 +565,9 @@ def test_syn_settings_follow_the_profile():
         assert 'gen_batch' not in s and 'eps_high' not in s
         assert s['micro_tokens'] == p['syn_micro_tokens'] == 512 and s['updates'] == r['updates']
         import inspect
-        assert set(s) <= set(inspect.signature(run_syn).parameters)  # every setting is a run_syn argument
+        fields = set(METHODS[m].config.__dataclass_fields__)
+        assert set(s) <= set(inspect.signature(run_syn).parameters) | fields  # a run_syn argument, or its config's (through **config_kw)
+        assert s['collapse_patience'] == p['syn_collapse_patience'] == 0  # tiny: every synchronized run trains all its steps
     with pytest.raises(ValueError, match='method'): syn_settings(p, 'dapo')
     for real in ('qwen2.5-7b', 'llama3.2-3b', 'qwen2.5-0.5b'):  # the authors' batching: verl's 32,768 tokens per GPU, 2 mini-batches
         s = syn_settings(load_profile(real), 'luffy')
