@@ -492,6 +492,16 @@ def test_run_syn_smoke(method, base_dir, tmp_path):
         assert r['syn/reward_off'] == 1.0  # the expert trajectories are correct
     assert run_syn(method, base_dir, rows, tmp_path/'run', steps=2) == json.loads((tmp_path/'run'/'DONE').read_text())
 
+def test_collapse_guard_follows_its_patience(base_dir, tmp_path):
+    "A synchronized run whose reward collapses stops as unstable after `collapse_patience` steps, and trains all its steps at 0 (`syn_collapse_patience`)"
+    rows = [make_problem(i, 2, 30) for i in range(16)]
+    def collapsing(completions, trainer_state, **kw): return [1.0 if trainer_state.global_step < 2 else 0.0] * len(completions)
+    kw = dict(lr=1e-3, batch=2, group_size=4, steps=6, eval_every=10, max_new_tokens=4, rollout_engine='hf', reward_funcs=[collapsing])
+    s = run_syn('luffy', base_dir, rows, tmp_path/'guarded', collapse_patience=2, **kw)
+    assert s['status'] == 'unstable' and 'reward collapse' in s['reason'] and s['steps'] < 6
+    s = run_syn('luffy', base_dir, rows, tmp_path/'unguarded', collapse_patience=0, **kw)
+    assert s['status'] == 'done' and s['steps'] == 6
+
 def test_overlong_shaping_reaches_the_method_trainer(base_dir, tmp_path):
     "run_syn with overlong_cache > 0 scores every group with DAPO's soft overlong penalty besides the math reward"
     rows = [make_problem(i, 2, 30) for i in range(16)]
