@@ -14,7 +14,8 @@ from .runs import SHARE_ENV, register_busy, unmigrated_warning
 # %% auto #0
 __all__ = ['FIGURES', 'atomic_path', 'save_table', 'save_figure', 'save_report', 'check_out_dir', 'Figure', 'register_figure',
            'missing_input', 'figure_setup', 'figure_kernel_class', 'figure_outputs', 'project_root', 'figures_dir',
-           'Outcome', 'run_figure', 'select_figures', 'write_report', 'BatchInterrupted', 'training_left', 'run_batch']
+           'Outcome', 'run_figure', 'select_figures', 'write_report', 'BatchInterrupted', 'batch_plan', 'training_left',
+           'dispatch_order', 'run_batch']
 
 # %% ../nbs/30_reproduce.ipynb #d0da3e20
 @contextlib.contextmanager
@@ -330,14 +331,36 @@ def _summary(outcomes:list[Outcome], out, rep)->str:
             "run the same command again later)" if n['pending'] else '') + f" -> {out} (report: {rep})")
 
 # %% ../nbs/30_reproduce.ipynb #ede90521
-def training_left(prof:Profile, figs:list[Figure])->str:
+def batch_plan(prof:Profile, figs:list[Figure])->list|Exception:
+    "The plan's rows for `figs` (`plasticity plan`), [] for a real model's profile, or the error that stopped planning"
+    if prof.get('model_path'): return []  # a real model's data is not loaded in the launching process: `plasticity plan` prices it
+    from plasticity_nb.plan import plan_batch  # plan reads this module's figure list
+    try: return plan_batch(prof, [f.name for f in figs])
+    except Exception as e: return e  # pricing never stops a batch
+
+def training_left(prof:Profile, figs:list[Figure], rows:list|Exception|None=None  # `batch_plan`'s answer (None: plan now)
+                 )->str:
     "One line for the start of a tiny-world batch: the runs `figs` still need and their price (`plan`); '' when all are finished"
-    if prof.get('model_path'): return ''  # a real model's data is not loaded in the launching process: `plasticity plan` prices it
-    from plasticity_nb.plan import plan_batch, format_plan  # plan reads this module's figure list
-    try: rows = plan_batch(prof, [f.name for f in figs])
-    except Exception as e: return f'plan unavailable ({type(e).__name__}: {e}); the batch goes on'  # pricing never stops a batch
+    from plasticity_nb.plan import format_plan
+    rows = batch_plan(prof, figs) if rows is None else rows
+    if isinstance(rows, Exception): return f'plan unavailable ({type(rows).__name__}: {rows}); the batch goes on'
     if all(r.status in ('done', 'unstable') for r in rows): return ''
     return format_plan(rows, prof).splitlines()[-1] + '. Stop at any time: the same command resumes from the finished runs.'
+
+# %% ../nbs/30_reproduce.ipynb #71e57d7b
+def dispatch_order(figs:list[Figure], rows:list  # `batch_plan`'s rows (an error or []: registry order)
+                  )->list[Figure]:
+    "`figs` in the order the batch starts them: greedily the one whose unclaimed unfinished runs cost most, then those that train nothing"
+    if not isinstance(rows, list): return list(figs)
+    left = [r for r in rows if r.status not in ('done', 'unstable')]
+    claimed, order, rest = set(), [], list(figs)
+    def cost(f):  # hours where priced (NaN: no rate), then FLOPs, of the runs `f` needs that no earlier figure trains
+        rs = [r for i, r in enumerate(left) if f.name in r.figures and i not in claimed]
+        return (sum(r.hours for r in rs if r.hours == r.hours), sum(r.exaflops for r in rs))
+    while rest and (best := max(rest, key=cost)) and cost(best) > (0, 0):  # max keeps registry order among ties
+        order.append(best); rest.remove(best)
+        claimed |= {i for i, r in enumerate(left) if best.name in r.figures}
+    return order + rest
 
 # %% ../nbs/30_reproduce.ipynb #82ecc400
 def _run_batch(profile, only, out_dir, settings, params, jobs)->list[Outcome]:
@@ -348,7 +371,8 @@ def _run_batch(profile, only, out_dir, settings, params, jobs)->list[Outcome]:
     prof, out = figure_setup(profile or os.environ.get('PLASTICITY_PROFILE') or 'tiny', out_dir, settings)
     if only is None and prof['figures']: figs = select_figures(prof['figures'])  # the profile's batch
     _batch_threads(prof, jobs)
-    if left := training_left(prof, figs): print(left, file=sys.stderr)
+    plan = batch_plan(prof, figs)
+    if left := training_left(prof, figs, plan): print(left, file=sys.stderr)
     if old := unmigrated_warning(prof['runs']): print(old, file=sys.stderr)
     outcomes, started, cancel = {}, set(), threading.Event()
     bar = tqdm(total=len(figs), desc=f'reproduce [{prof.name}]', unit='nb', file=sys.stderr)
@@ -359,7 +383,7 @@ def _run_batch(profile, only, out_dir, settings, params, jobs)->list[Outcome]:
     ex = ThreadPoolExecutor(jobs)
     with _signals_interrupt():
         try:
-            futs = [ex.submit(one, f) for f in figs]
+            futs = [ex.submit(one, f) for f in dispatch_order(figs, plan)]
             while not all(f.done() for f in futs): wait(futs, timeout=0.5)
         except BatchInterrupted as e:
             for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)  # let the clean-up finish

@@ -224,3 +224,15 @@ def test_batch_kernels_get_their_share_of_threads(tmp_path, monkeypatch):
     with mock.patch.dict(os.environ, env, clear=True):
         R.run_batch('smoke', only='retu_table4', out_dir=tmp_path/'o2', settings=s, jobs=1)
     assert seen == [dict(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, **{SHARE_ENV: '0'})]
+
+
+def test_batch_starts_the_notebooks_that_train_most_first_and_reports_in_registry_order(tmp_path, monkeypatch):
+    "With an empty registry fig3 trains the runs rl_headroom reads, and the authors' data trains nothing: fig3 starts first"
+    s = _settings(tmp_path, tmp_path/'cache')
+    started = []
+    def fake_run(fig, prof, out, params=None, cancel=None):
+        started.append(fig.name); return R.Outcome(fig.name, 'ran', 0.0)
+    monkeypatch.setattr(R, 'run_figure', fake_run)
+    out = R.run_batch('smoke', only='retu_table4,fig3,rl_headroom', out_dir=tmp_path/'o', settings=s, jobs=1)
+    assert started == ['fig3', 'retu_table4', 'rl_headroom']
+    assert [o.name for o in out] == ['retu_table4', 'fig3', 'rl_headroom']
