@@ -347,7 +347,7 @@ def training_left(prof:Profile, figs:list[Figure], rows:list|Exception|None=None
     if all(r.status in ('done', 'unstable') for r in rows): return ''
     return format_plan(rows, prof).splitlines()[-1] + '. Stop at any time: the same command resumes from the finished runs.'
 
-# %% ../nbs/30_reproduce.ipynb #71e57d7b
+# %% ../nbs/30_reproduce.ipynb #701296a8
 def dispatch_order(figs:list[Figure], rows:list  # `batch_plan`'s rows (an error or []: registry order)
                   )->list[Figure]:
     "`figs` in the order the batch starts them: greedily the one whose unclaimed unfinished runs cost most, then those that train nothing"
