@@ -146,7 +146,10 @@ def test_interrupt_stops_kernels_cleans_up_and_reports(tmp_path, sig):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err[-3000:]
     assert time.time() - t1 < 30  # the 300 s sleep was stopped
-    assert 'Traceback' not in err and 'must not start' not in err
+    # no traceback of ours; under load zmq's event loop may log one from a socket the stopped kernel closed (seen once in
+    # a loaded full suite, 2026-12-06): that one is jupyter_client's shutdown noise, not the batch's
+    ours = [t for t in err.split('Traceback (most recent call last):')[1:] if 'zmq/eventloop/zmqstream.py' not in t]
+    assert not ours and 'must not start' not in err, err[-3000:]
     assert err.strip().splitlines()[-1].startswith('plasticity reproduce: interrupted by ' + sig.name), err[-2000:]
     assert not _alive(kernel)
     assert not list(out.glob('.*part*')) and not (out/'fig3.ipynb').exists() and not (out/'fig3.failed.ipynb').exists()
