@@ -97,11 +97,16 @@ def run_hours(prof:Profile, kind:str, exa:float, rates:dict)->float:
     return exa * 1e18 * (gen / rates['generate'] + (1 - gen) / rates['train']) / 3600
 
 # %% ../nbs/35_plan.ipynb #afd3bc22
+def _rates_files(prof)->list[Path]:
+    "Where the reference rates may be: beside the profile's settings.ini, then in the project holding this package (an editable install)"
+    import plasticity_nb
+    return [Path(prof['path']).parent/'bench'/'cpu_rates.json', Path(plasticity_nb.__file__).resolve().parents[1]/'bench'/'cpu_rates.json']
+
 def reference_cpu_rates(prof:Profile,  # the profile whose reference rates to read (by its name)
-                        path=None  # default: bench/cpu_rates.json beside the profile's settings.ini
+                        path=None  # default: bench/cpu_rates.json beside the profile's settings.ini, else in the package's project
                        )->dict:
     "{kind: FLOP/s} the profile's runs achieved on the reference machine (`bench/cpu_rates.py`); {} when not recorded"
-    p = Path(path or Path(prof['path']).parent/'bench'/'cpu_rates.json')
+    p = Path(path or next((q for q in _rates_files(prof) if q.exists()), _rates_files(prof)[0]))
     if not p.exists(): return {}
     try:
         rates = json.loads(p.read_text())['profiles'].get(prof['name'], {}).get('rates', {})
@@ -199,13 +204,17 @@ def _data_here(prof)->bool:
     try: E.preflight(prof); return True
     except FileNotFoundError: return False
 
+def _key(r:Planned):
+    "A planned run's identity: its folder; else what it waits for (its SFT run) and, for a branch, its number there: branch\n    k of 1 from an SFT run is one of that run's k of 2 (the regimes' picks nest), and two families' SFT runs differ"
+    return r.run or (r.stage, r.status, r.what.split(' of ')[0])
+
 def plan_batch(prof:Profile, only=None)->list[Planned]:
     "Every run the profile's batch (or the figures in `only`) would ask for, each once"
     figs = select_figures(only if only else (prof['figures'] or None))
     known, rows = _data_here(prof), {}
     for f in figs:
         for r in plan_figure(prof, f, known):
-            k = r.run or (r.stage, r.what)
+            k = _key(r)
             if k in rows: rows[k].figures = sorted(set(rows[k].figures) | set(r.figures))
             else: rows[k] = r
     rates = ((gpu_rates(Path(prof['path']).parent/'bench'/'results.json') or {}) if prof.get('model_path')
