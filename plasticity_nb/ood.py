@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_ood.ipynb #237c71c0
 from __future__ import annotations
-import hashlib, json
+import hashlib, json, time
 from pathlib import Path
 import numpy as np, pandas as pd
 from . import runs as R, tasks
@@ -94,9 +94,12 @@ def ood_run(root,  # the registry folder (profile key `runs`)
         missing = sorted(s for s, m in models.items() if s not in have and not Path(m).exists())
         steps = sorted(set(models) - set(missing))
         for step in sorted((set(steps[::every]) | set(steps[-1:])) - have):
-            run.append_metrics(dict(event='eval', stage='ood', step=step, model=models[step], scores=score(models[step])))
+            t = time.process_time(); rec = score(models[step])  # this process's CPU seconds: what scoring costs, whatever shares the cores
+            run.append_metrics(dict(event='eval', stage='ood', step=step, model=models[step], scores=rec, cpu_seconds=round(time.process_time() - t, 3)))
             have.add(step)
-        if source.is_done() and have >= set(steps): run.mark_done(dict(source=source.name, steps=sorted(have), missing_models=missing))
+        if source.is_done() and have >= set(steps):
+            spent = sum(r.get('cpu_seconds') or 0 for r in R.eval_rows(run))
+            run.mark_done(dict(source=source.name, steps=sorted(have), missing_models=missing, cpu_seconds=round(spent, 1)))
     return run
 
 # %% ../nbs/18_ood.ipynb #4504db32
