@@ -4,7 +4,7 @@
 
 # %% ../nbs/35_plan.ipynb #c18278ab
 from __future__ import annotations
-import ast, json, math, os, statistics
+import ast, json, math, os
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .config import Profile, SettingsError, spec, sft_spec, load_profile
@@ -73,7 +73,7 @@ def _seconds(run:R.Run)->float|None:
 def cpu_rates(root, planned:dict|None=None,  # run name -> the plan's exaFLOPs for it (None or none finished: the registry's)
               reference:dict|None=None  # {kind: FLOP/s} of the reference machine (`reference_cpu_rates`), below this machine's planned runs
              )->dict:
-    """{kind: FLOP/s} finished runs achieved on this machine (median per kind, SFT and base together; 'rl' also the
+    """{kind: FLOP/s} finished runs achieved on this machine (per kind, pooled: FLOPs over seconds; SFT and base together; 'rl' also the
     fallback of RL-like kinds without a run). A planned run's rate divides the plan's own estimate (at the length caps) by
     its measured seconds, so that hours = estimate / rate give back measured time; a kind without one takes the reference
     machine's rate, else the registry's runs' measured exaFLOPs (an estimate at the caps then overstates the hours)"""
@@ -82,10 +82,11 @@ def cpu_rates(root, planned:dict|None=None,  # run name -> the plan's exaFLOPs f
         secs, kind = _seconds(run), run.name.split('-')[0]
         if planned is not None and run.name not in planned: continue
         exa = planned[run.name] if planned is not None else (run.summary() or {}).get('exaflops')
-        if secs and exa: got.setdefault(_family(kind), []).append(exa * 1e18 / secs)
-    out = {**(cpu_rates(root) if planned is not None else {}), **(reference or {}), **{k: statistics.median(v) for k, v in got.items()}}
+        if secs and exa: got.setdefault(_family(kind), []).append((exa * 1e18, secs))
+    pooled = lambda xs: sum(f for f, _ in xs) / sum(t for _, t in xs)
+    out = {**(cpu_rates(root) if planned is not None else {}), **(reference or {}), **{k: pooled(v) for k, v in got.items()}}
     rl_like = [x for k, v in got.items() if k != 'sft' for x in v]
-    return {'sft': None, **out, 'rl': out.get('rl') or (statistics.median(rl_like) if rl_like else None)}
+    return {'sft': None, **out, 'rl': out.get('rl') or (pooled(rl_like) if rl_like else None)}
 
 def run_hours(prof:Profile, kind:str, exa:float, rates:dict)->float:
     "GPU-hours (rates from `gpu_rates`) or CPU-hours (rates from `cpu_rates`) of `exa` exaFLOPs of a run of `kind`"
