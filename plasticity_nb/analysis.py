@@ -108,10 +108,19 @@ def val_curves(df:pd.DataFrame)->pd.DataFrame:
         parts.append(g)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=['dataset', 'step', 'exaflops', 'val_loss', 'regime'])
 
-def correlation(a_post, min_val_loss)->dict:
-    "`ceiling.ceiling_correlation`, or NaNs (with the reason) when it is undefined (fewer than 3 points, a constant input)"
-    try: return ceiling.ceiling_correlation(a_post, min_val_loss)
+def correlation(a_post, min_val_loss,
+                names=None  # the data sets' names, for `pearson_loo` (default: their positions)
+               )->dict:
+    """`ceiling.ceiling_correlation`, or NaNs (with the reason) when it is undefined (fewer than 3 points, a constant input);
+    from 4 points on also `pearson_loo`: Pearson r with each data set left out, by name (does one set carry r?)"""
+    try: out = ceiling.ceiling_correlation(a_post, min_val_loss)
     except ValueError as e: return dict(pearson=float('nan'), spearman=float('nan'), n=len(a_post), reason=str(e))
+    a, v = np.asarray(a_post, float), np.asarray(min_val_loss, float)
+    if len(a) >= 4:
+        with np.errstate(invalid='ignore', divide='ignore'):  # a constant remainder: NaN
+            out['pearson_loo'] = {k: float(np.corrcoef(np.delete(a, i), np.delete(v, i))[0, 1])
+                                  for i, k in enumerate(range(len(a)) if names is None else names)}
+    return out
 
 def ceiling_vs_loss(df:pd.DataFrame, fits:pd.DataFrame)->pd.DataFrame:
     "Per data set: the highest fitted A_post of its SFT-then-RL branches and its minimum SFT validation loss"
@@ -252,8 +261,12 @@ def correlation_claim(r:dict,  # `correlation(...)`: pearson, spearman, n (NaN w
     sr = float(r.get('spearman', float('nan')))
     band = lambda v, sp: '[{:.2f}, {:.2f}]'.format(*r_interval(v, n, sp)) if n > 3 else '(no SE below 4 points)'
     p = spearman_exact_p(sr, n)  # Fisher's interval collapses at |rho| = 1; the exact p does not
+    loo = {k: v for k, v in r.get('pearson_loo', {}).items() if math.isfinite(v)}
+    weak = max(loo, key=loo.get) if loo else None  # the set whose absence weakens r most
     ours = (f"r = {pr:.2f} {band(pr, False)}, rho = {sr:.2f} {band(sr, True)} (+/- 1 SE) over {n} data sets"
-            + (f"; rho's exact one-sided p {p:.3f}" if math.isfinite(p) else '') + (f" ({r['reason']})" if 'reason' in r else ''))
+            + (f"; rho's exact one-sided p {p:.3f}" if math.isfinite(p) else '')
+            + (f"; r leaving one set out {min(loo.values()):.2f} to {loo[weak]:.2f} (without {weak})" if loo else '')
+            + (f" ({r['reason']})" if 'reason' in r else ''))
     return claim_row(quantity, ours, paper.CLAIMS['loss_predicts_ceiling'] if published is None else published, eff, se)
 
 # %% ../nbs/15b_analysis.ipynb #1b556875
