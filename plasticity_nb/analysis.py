@@ -14,7 +14,8 @@ from .curves import CURVE_COLUMNS, overall_score
 # %% auto #0
 __all__ = ['MIN_FIT_POINTS', 'EXPERT_PARTS', 'OWN_PARTS', 'branches_from_curves', 'se_floor', 'fit_curves', 'val_curves',
            'correlation', 'ceiling_vs_loss', 'fitted_points', 'live_forecasts', 'live_vs_fit', 'best_ceiling',
-           'sequential_claims', 'correlation_claim', 'paradigm_ceilings', 'expert_share', 'learning_diagnostics']
+           'data_claims', 'sequential_claims', 'correlation_claim', 'paradigm_ceilings', 'expert_share',
+           'learning_diagnostics']
 
 # %% ../nbs/15b_analysis.ipynb #1f41baf4
 def _evals(df:pd.DataFrame)->pd.DataFrame:
@@ -222,20 +223,23 @@ def _regime_claim(pairs:list)->dict:
                      partly=any(e > 0 for e in eff))
 
 # %% ../nbs/15b_analysis.ipynb #51628e86
-def _data_claims(seq:pd.DataFrame)->list[dict]:
+def data_claims(seq:pd.DataFrame,  # rows with dataset, a_post, a_post_se (e.g. `fit_curves`'s SFT-then-RL rows; Fig 5: max P_post)
+                what:str='best A_post',  # what a set's ceiling is, for the labels
+                published:dict|None=None  # {'s1k_lowest', 'harder_data'}: the paper's side (default: Fig 3's, `paper.CLAIMS`)
+               )->list[dict]:
     "S1K's best ceiling against the lowest of the larger sets, and Hard / Uniform / Easy at equal size"
-    rows = []
+    rows, pub = [], published or paper.CLAIMS
     by = {ds: best_ceiling(g) for ds, g in seq.groupby('dataset')}
     large = [by[d] for d in by if d != 's1k']
     if 's1k' in by and large:
         s1, low = by['s1k'], min(large, key=lambda r: r.a_post)
-        rows.append(claim_row('claim: S1K (the smallest set) gives the lowest ceiling (best A_post of every larger set vs S1K)',
-                              f'{low.dataset} {low.a_post:.1f} (lowest of the larger sets) vs s1k {s1.a_post:.1f}', paper.CLAIMS['s1k_lowest'],
+        rows.append(claim_row(f'claim: S1K (the smallest set) gives the lowest ceiling ({what} of every larger set vs S1K)',
+                              f'{low.dataset} {low.a_post:.1f} (lowest of the larger sets) vs s1k {s1.a_post:.1f}', pub['s1k_lowest'],
                               low.a_post - s1.a_post, combined_se(low.a_post_se, s1.a_post_se)))
     if {'easy', 'uniform', 'hard'} <= set(by):
         e, u, h = by['easy'], by['uniform'], by['hard']
-        rows.append(claim_row('claim: at equal size, harder data gives a higher ceiling (Hard / Uniform / Easy)',
-                              f'{h.a_post:.1f} / {u.a_post:.1f} / {e.a_post:.1f}', paper.CLAIMS['harder_data'],
+        rows.append(claim_row(f'claim: at equal size, harder data gives a higher ceiling (Hard / Uniform / Easy, {what})',
+                              f'{h.a_post:.1f} / {u.a_post:.1f} / {e.a_post:.1f}', pub['harder_data'],
                               h.a_post - e.a_post, combined_se(h.a_post_se, e.a_post_se), partly=h.a_post > e.a_post or h.a_post > u.a_post))
     return rows
 
@@ -248,7 +252,7 @@ def sequential_claims(df:pd.DataFrame, fits:pd.DataFrame)->list[dict]:
     pairs = _regime_pairs(df, seq)
     rows.append(_regime_claim(pairs))
     if len(set(seq.dataset)) > 1: rows += _per_dataset_claims(df, seq, pairs)
-    return rows + _data_claims(seq)
+    return rows + data_claims(seq)
 
 # %% ../nbs/15b_analysis.ipynb #9b4f63e7
 def correlation_claim(r:dict,  # `correlation(...)`: pearson, spearman, n (NaN with a reason when undefined)

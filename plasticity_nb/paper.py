@@ -51,6 +51,7 @@ TABLE6_14B = pd.DataFrame(dict(switch_step=[0, 172, 1720], val_loss=[0.67, 0.44,
 
 # %% ../nbs/24_paper.ipynb #39193f01
 _T4, _T6 = TABLE4_GENERAL, TABLE6_14B.max_p_post
+_T1 = dict(zip(TABLE1_LLAMA.dataset, TABLE1_LLAMA.max_p_post))
 CLAIMS = dict(
     pl_rl=f"{(_T4.a_post - _T4.p_sft).min():.1f}-{(_T4.a_post - _T4.p_sft).max():.1f} (Table 4, SFT889K)",
     beats_pure_sft=f"{_T4.a_post.max():.1f} vs {_T4.p_sft.max():.1f} (SFT889K)",
@@ -67,6 +68,8 @@ CLAIMS = dict(
     upt_needs_strong_base=f"weak from Llama3.2-3B (UPT {TABLE1_LLAMA_OTHERS['upt']}), strong from Qwen2.5-Math-7B (Fig 2)",
     family_base_pure_rl=f"{TABLE1_LLAMA_OTHERS['base']} / {TABLE1_LLAMA_OTHERS['dapo_d']} (Llama3.2-3B)",
     family_loss_predicts=f"r {TABLE1_LLAMA_OTHERS['pearson']:.2f}, rho {TABLE1_LLAMA_OTHERS['spearman']:.2f} (Llama3.2-3B)",
+    family_s1k_lowest=f"{_T1['s1K']:.1f} (S1K) vs {min(v for k, v in _T1.items() if k != 's1K'):.1f}-{max(_T1.values()):.1f} (the larger sets, Llama3.2-3B)",
+    family_harder_data=' / '.join(f"{_T1[k]:.1f}" for k in ('hard102K', 'uniform102K', 'easy102K')) + ' (Llama3.2-3B)',
     scale_raises_ceiling=' < '.join(f'{a:.1f}' for a in TABLE5.a_post[1:]) + ' (Uniform102K, 220K, 440K, SFT889K)',
     stable_switch_beats_adaptive=f"{_T6[2]} vs {_T6[1]} (Qwen2.5-14B)",
     adaptive_switch_beats_pure_rl=f"{_T6[1]} vs {_T6[0]} (Qwen2.5-14B)",
