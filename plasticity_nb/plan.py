@@ -107,7 +107,8 @@ def reference_cpu_rates(prof:Profile,  # the profile whose reference rates to re
                         path=None  # default: bench/cpu_rates.json beside the profile's settings.ini, else in the package's project
                        )->dict:
     "{kind: FLOP/s} the profile's runs achieved on the reference machine (`bench/cpu_rates.py`); {} when not recorded"
-    p = Path(path or next((q for q in _rates_files(prof) if q.exists()), _rates_files(prof)[0]))
+    files = _rates_files(prof)
+    p = Path(path or next((q for q in files if q.exists()), files[0]))
     if not p.exists(): return {}
     try:
         rates = json.loads(p.read_text())['profiles'].get(prof['name'], {}).get('rates', {})
@@ -206,7 +207,8 @@ def _data_here(prof)->bool:
     except FileNotFoundError: return False
 
 def _key(r:Planned):
-    "A planned run's identity: its folder; else what it waits for (its SFT run) and, for a branch, its number there: branch\n    k of 1 from an SFT run is one of that run's k of 2 (the regimes' picks nest), and two families' SFT runs differ"
+    """A planned run's identity: its folder; else what it waits for (its SFT run) and, for a branch, its number there:
+    branch k of 1 from an SFT run is one of that run's k of 2 (the regimes' picks nest), and two families' SFT runs differ"""
     return r.run or (r.stage, r.status, r.what.split(' of ')[0])
 
 def plan_batch(prof:Profile, only=None)->list[Planned]:
