@@ -79,7 +79,10 @@ def base_request(prof:Profile)->Request|None:
     "Pre-training the tiny base model, as a request (None for a profile with a local `model_path`)"
     if prof['model_path']: return None
     cfg = {'kind': 'base', **_ids(prof, 'model', 'world'), 'pretrain_steps': prof['pretrain_steps'], 'seed': prof['seed']}
-    def train(run): models.base_model_path(prof, world(prof)['pretrain'], run.path/'model'); return {}
+    def train(run):  # the run's summary: its steps and seconds, as every other run's (`plasticity plan` prices from them)
+        m = json.loads((models.base_model_path(prof, world(prof)['pretrain'], run.path/'model')/'pretrain.json').read_text())
+        return dict(steps=m['steps'], seconds_per_step=m['seconds'] / m['steps'],
+                    **({'cpu_seconds_per_step': m['cpu_seconds'] / m['steps']} if 'cpu_seconds' in m else {}))
     return Request('base', cfg, train, 'base', _job(prof))
 
 def base_path(prof:Profile)->Path:

@@ -181,10 +181,10 @@ def pretrain_base(model, tokenizer,
                          bf16=bf16, dataloader_num_workers=0, dataset_num_proc=None, log_level='warning',
                          **checkpointing_kw(False), dataloader_pin_memory=torch.cuda.is_available())
         tr = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(_lm_rows(corpus_rows)), processing_class=tokenizer)
-        t0 = time.time(); res = tr.train()
+        t0, c0 = time.time(), time.process_time(); res = tr.train()
         shutil.rmtree(tmp/'trainer', ignore_errors=True)
         model.save_pretrained(tmp); tokenizer.save_pretrained(tmp)
-        meta.update(train_loss=res.training_loss, seconds=round(time.time()-t0, 1))
+        meta.update(train_loss=res.training_loss, seconds=round(time.time()-t0, 1), cpu_seconds=round(time.process_time()-c0, 1))  # CPU: all threads
         (tmp/'pretrain.json').write_text(json.dumps(meta, indent=1))
         if out_dir.exists(): out_dir.rmdir()
         os.replace(tmp, out_dir)

@@ -53,6 +53,7 @@ def test_smoke_reproduction(smoke_fig3):
     assert (abs(fig3.a_post - fig3.p_sft - fig3.pl_rl) < 1e-6).all()
     assert '## fig3' in (out/'REPORT.md').read_text()
     warm = plan.plan_batch(prof, 'fig3')  # `plasticity plan` agrees with what the cold batch trained
+    assert all(plan._seconds(r) for r in trained(tmp_path)), [r.name for r in trained(tmp_path) if not plan._seconds(r)]  # base too
     assert {r.run for r in warm} == {r.name for r in trained(tmp_path)} and {r.status for r in warm} == {'done'}
     assert {r.run for r in cold if r.run} < {r.run for r in warm}
     # a second batch reuses every finished run: no new run folders, and no run's metrics or checkpoints touched
