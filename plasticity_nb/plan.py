@@ -27,6 +27,7 @@ class Planned:
     exaflops: float = 0.0  # estimated FLOPs / 1e18
     hours: float = float('nan')  # GPU-hours (real profiles) or CPU-hours (tiny)
     figures: list = field(default_factory=list)
+    measured: bool = False  # hours: a finished run's own CPU clock (`_seconds`), not an estimate
 
 # %% ../nbs/35_plan.ipynb #80449bf9
 def model_dims(prof:Profile)->flops.ModelDims:
@@ -223,7 +224,10 @@ def plan_batch(prof:Profile, only=None)->list[Planned]:
     rates = ((gpu_rates(Path(prof['path']).parent/'bench'/'results.json') or {}) if prof.get('model_path')
              else cpu_rates(prof['runs'], {r.run: r.exaflops for r in rows.values() if r.status == 'done'},  # this profile's finished runs first
                             reference_cpu_rates(prof)))  # then the reference machine's
-    for r in rows.values(): r.hours = run_hours(prof, r.kind, r.exaflops, rates) if rates else float('nan')
+    for r in rows.values():
+        secs = (_seconds(R.Run(Path(prof['runs'])/r.run)) if r.run and r.status in ('done', 'unstable') and not prof.get('model_path')
+                else None)  # a finished run on a CPU: what it took
+        r.hours, r.measured = (secs / 3600, True) if secs else (run_hours(prof, r.kind, r.exaflops, rates) if rates else float('nan'), False)
     return sorted(rows.values(), key=lambda r: STAGES.index(r.stage))
 
 # %% ../nbs/35_plan.ipynb #56bed734
@@ -235,7 +239,9 @@ def format_plan(rows:list[Planned], prof:Profile)->str:
         rs = [r for r in rows if r.stage == st]
         if not rs: continue
         out += ['', f'{st} ({len(rs)})']
-        out += [f"  {r.run or '-':22s} {r.status:26.26s} {r.exaflops:10.3g} EF {r.hours:9.3g} {unit}  {r.what}  [{', '.join(r.figures)}]" for r in rs]
+        out += [f"  {r.run or '-':22s} {r.status:26.26s} {r.exaflops:10.3g} EF {r.hours:9.3g} {unit}{'*' if r.measured else ' '} {r.what}  [{', '.join(r.figures)}]" for r in rs]
+    took = [r for r in rows if r.measured]
+    if took: out += ['', f"finished: {len(took)} runs took {sum(r.hours for r in took):.3g} {unit} by their own clocks (* measured, not estimated)"]
     left = [r for r in rows if r.status not in ('done', 'unstable')]
     priced = [r for r in left if r.hours == r.hours]  # NaN: no rate for the run's kind
     h = sum(r.hours for r in priced)

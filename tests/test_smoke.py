@@ -54,6 +54,7 @@ def test_smoke_reproduction(smoke_fig3):
     assert '## fig3' in (out/'REPORT.md').read_text()
     warm = plan.plan_batch(prof, 'fig3')  # `plasticity plan` agrees with what the cold batch trained
     assert all(plan._seconds(r) for r in trained(tmp_path)), [r.name for r in trained(tmp_path) if not plan._seconds(r)]  # base too
+    assert all(r.measured for r in warm) and abs(sum(r.hours for r in warm) - sum(plan._seconds(r) for r in trained(tmp_path)) / 3600) < 1e-9
     assert {r.run for r in warm} == {r.name for r in trained(tmp_path)} and {r.status for r in warm} == {'done'}
     assert {r.run for r in cold if r.run} < {r.run for r in warm}
     # a second batch reuses every finished run: no new run folders, and no run's metrics or checkpoints touched
