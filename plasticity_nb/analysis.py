@@ -227,7 +227,7 @@ def data_claims(seq:pd.DataFrame,  # rows with dataset, a_post, a_post_se (e.g. 
                 what:str='best A_post',  # what a set's ceiling is, for the labels
                 published:dict|None=None  # {'s1k_lowest', 'harder_data'}: the paper's side (default: Fig 3's, `paper.CLAIMS`)
                )->list[dict]:
-    "S1K's best ceiling against the lowest of the larger sets, and Hard / Uniform / Easy at equal size"
+    "S1K's best ceiling against the lowest of the larger sets, and the order Hard > Uniform > Easy at equal size (its weaker step)"
     rows, pub = [], published or paper.CLAIMS
     by = {ds: best_ceiling(g) for ds, g in seq.groupby('dataset')}
     large = [by[d] for d in by if d != 's1k']
@@ -238,9 +238,10 @@ def data_claims(seq:pd.DataFrame,  # rows with dataset, a_post, a_post_se (e.g. 
                               low.a_post - s1.a_post, combined_se(low.a_post_se, s1.a_post_se)))
     if {'easy', 'uniform', 'hard'} <= set(by):
         e, u, h = by['easy'], by['uniform'], by['hard']
-        rows.append(claim_row(f'claim: at equal size, harder data gives a higher ceiling (Hard / Uniform / Easy, {what})',
-                              f'{h.a_post:.1f} / {u.a_post:.1f} / {e.a_post:.1f}', pub['harder_data'],
-                              h.a_post - e.a_post, combined_se(h.a_post_se, e.a_post_se), partly=h.a_post > e.a_post or h.a_post > u.a_post))
+        hi, lo = min([(h, u), (u, e)], key=lambda p: p[0].a_post - p[1].a_post)  # the order's weaker step
+        rows.append(claim_row(f'claim: at equal size, harder data gives a higher ceiling: Hard > Uniform > Easy ({what}; effect: the weaker step)',
+                              f'{h.a_post:.1f} / {u.a_post:.1f} / {e.a_post:.1f}; weaker step {hi.dataset} - {lo.dataset}', pub['harder_data'],
+                              hi.a_post - lo.a_post, combined_se(hi.a_post_se, lo.a_post_se), partly=h.a_post > e.a_post))
     return rows
 
 # %% ../nbs/15b_analysis.ipynb #060384c2
