@@ -8,8 +8,8 @@ import heapq, math
 import numpy as np, torch
 
 # %% auto #0
-__all__ = ['PromptStream', 'select_groups', 'concat_rows', 'split_rows', 'length_buckets', 'rows_of', 'micro_batches',
-           'balanced_partition', 'balanced_micro_batches']
+__all__ = ['PromptStream', 'PromptSkip', 'select_groups', 'concat_rows', 'split_rows', 'length_buckets', 'rows_of',
+           'micro_batches', 'balanced_partition', 'balanced_micro_batches']
 
 # %% ../nbs/11a_batching.ipynb #9b08dd6e
 class PromptStream:
@@ -37,6 +37,44 @@ class PromptStream:
     def load_state_dict(self, d:dict):
         if d['n'] != self.n: raise ValueError(f"PromptStream: checkpoint was made with {d['n']} prompts, this run has {self.n}")
         self.seed, self.epoch, self.pos = d['seed'], d['epoch'], d['pos']
+
+# %% ../nbs/11a_batching.ipynb #32bb21ea
+class PromptSkip:
+    "Pre-rollout filtering of prompts whose recent groups had all-equal rewards (GRESO): skip with probability 1 - (1 - p)^z, at most `cap`"
+    def __init__(self, n:int,  # prompts in the RL set
+                 p:float,  # skip probability after one all-equal group (0: never skip)
+                 seed:int=0, cap:float=0.95  # the largest skip probability: every prompt is still tried now and then
+                ):
+        if not 0 <= p < 1: raise ValueError(f"PromptSkip: p={p} (ds_skip); accepted 0 <= p < 1 (0: off)")
+        if not 0 <= cap < 1: raise ValueError(f"PromptSkip: cap={cap}; accepted 0 <= cap < 1")
+        self.n, self.p, self.seed, self.cap = n, p, seed, cap
+        self.z, self.draws, self.skipped = np.zeros(n, dtype=np.int64), 0, 0
+
+    def skip_prob(self, i:int)->float: return min(1 - (1 - self.p) ** int(self.z[i]), self.cap)
+
+    def keep(self, i:int)->bool:
+        "Whether to generate prompt i at this draw (each draw one seeded number)"
+        self.draws += 1
+        if not self.z[i]: return True
+        u = np.random.default_rng([self.seed, 0x5EED, self.draws]).random()
+        if u < self.skip_prob(i): self.skipped += 1; return False
+        return True
+
+    def take(self, stream:PromptStream, k:int)->list[int]:
+        "The next k prompts of `stream` that are not skipped (skipped ones are passed over, as if drawn)"
+        out = []
+        while len(out) < k: out += [i for i in stream.take(k - len(out)) if self.keep(i)]
+        return out
+
+    def update(self, idx, informative):
+        "After a round: each drawn prompt's count of consecutive all-equal groups grows by one, or resets to 0"
+        for i, inf in zip(idx, informative): self.z[i] = 0 if inf else self.z[i] + 1
+
+    def state_dict(self)->dict: return dict(n=self.n, z=self.z.tolist(), draws=self.draws, skipped=self.skipped)
+    def load_state_dict(self, d:dict):
+        if d['n'] != self.n: raise ValueError(f"PromptSkip: checkpoint was made with {d['n']} prompts, this run has {self.n}")
+        self.z, self.draws, self.skipped = np.array(d['z'], dtype=np.int64), d['draws'], d['skipped']
+
 
 # %% ../nbs/11a_batching.ipynb #25623ce2
 _LEFT_PADDED = ('prompt_ids', 'prompt_mask')

@@ -105,6 +105,7 @@ SCHEMA: dict[str, Setting] = {
     'eps_low': _S('float', 0.2, 'clip range below', 'rl', '[0, 1)', into='rl'),
     'eps_high': _S('float', 0.28, 'clip range above (clip-higher)', 'rl', _N, into='rl'),
     'ds_rounds': _S('int', 10, 'dynamic sampling: max generation rounds per step', 'rl', _P, into='rl'),
+    'ds_skip': _S('float', 0.0, "dynamic sampling: skip a prompt before generation with probability 1 - (1 - ds_skip)^z (at most 0.95) when its last z groups had all-equal rewards (GRESO's pre-rollout filter, batching.PromptSkip; 0: off)", 'rl', '[0, 1)', into='rl', late=True),
     'overlong_cache': _S('int', 0, 'overlong shaping: soft-penalty window in tokens (0 = off)', 'rl', _N, into='rl'),
     'rollout_engine': _S('str', 'auto', 'generation engine of rollouts and evaluations: auto (vllm on a GPU where installed, else hf), hf, compact (finished rows leave the batch), fast (static cache), cb or vllm',
                          'rl', choices=('auto', 'hf', 'compact', 'fast', 'cb', 'vllm'), into='rl eval.engine'),

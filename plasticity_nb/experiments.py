@@ -265,7 +265,7 @@ def memo(prof:Profile, kind:str,  # the registry kind, e.g. 'headroom'
     return run.summary()['result']
 
 # %% ../nbs/15_experiments.ipynb #b3332a6b
-DAPO_ONLY = ('gen_batch', 'ds_rounds', 'eps_high')  # RLSpec fields the methods do not take: no dynamic sampling, a symmetric clip
+DAPO_ONLY = ('gen_batch', 'ds_rounds', 'ds_skip', 'eps_high')  # RLSpec fields the methods do not take: no dynamic sampling, a symmetric clip
 
 def syn_settings(profile,  # a config.Profile (or dict with its keys)
                  method:str,  # 'luffy', 'srft', 'upt' or 'prefix_rft'

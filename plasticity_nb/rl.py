@@ -12,7 +12,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import shuffle_sequence_dict
 from .flops import EXA, ModelDims, dapo_step_flops, grpo_step_flops
 from .config import RLSpec
-from .batching import PromptStream, select_groups, concat_rows, split_rows, micro_batches
+from .batching import PromptStream, PromptSkip, select_groups, concat_rows, split_rows, micro_batches
 from .runs import Run, write_atomic, train_run, process_count, flag_unstable as _flag_unstable
 from .builder import RunLogger, build_rl_trainer, _evaluator
 _all_ = ['RunLogger', 'build_rl_trainer']  # re-exported from `builder`, where they live
@@ -28,6 +28,7 @@ class DAPOConfig(GRPOConfig):
     _split_losses = ('dapo', 'grpo')  # TRL losses whose micro-batches add up to the whole batch's (a class attribute, not a field)
     dynamic_sampling: bool = field(default=False, metadata={'help': 'drop all-equal-reward groups and regenerate'})
     max_gen_rounds: int = field(default=10, metadata={'help': 'K: generation rounds per step at most'})
+    skip_prob: float = field(default=0.0, metadata={'help': "p: skip a prompt before generation with probability 1 - (1 - p)^z after z all-equal groups (`batching.PromptSkip`; dynamic sampling only; 0: off)"})
     gen_batch_prompts: int|None = field(default=None, metadata={'help': 'B_gen: prompts per round (None: B_train)'})
     micro_batch_tokens: int = field(default=0, metadata={'help': "token budget of a micro-batch (0: the update batch at once); how it cuts is `micro_batch_split`"})
     micro_batch_split: str = field(default='length', metadata={'help': "'length': rows sorted by length, at most micro_batch_tokens padded tokens a part (the same gradient, less padding); 'balanced': verl's dynamic micro-batches, ceil(tokens / budget) parts of near-equal unpadded tokens (Karmarkar-Karp)"})
@@ -108,6 +109,7 @@ def dapo_config(output_dir,  # where checkpoints go (the run's checkpoints/ fold
                 max_new_tokens:int=_D.max_new_tokens, temperature:float=_D.temperature,
                 eps_low:float=_D.eps_low, eps_high:float=_D.eps_high,  # clip range below / above (above used by 'dc' only)
                 ds_rounds:int=_D.ds_rounds,  # K, generation rounds per step at most
+                ds_skip:float=_D.ds_skip,  # p of the pre-rollout skip (`batching.PromptSkip`; 0: off)
                 mask_truncated:bool=False,  # overlong shaping by masking truncated samples
                 micro_batch:int|None=None, updates:int=_D.updates,  # optimizer updates per generation (kept batch x updates prompts)
                 seed:int=_D.seed, save_every:int|None=None,
@@ -116,7 +118,7 @@ def dapo_config(output_dir,  # where checkpoints go (the run's checkpoints/ fold
     "The paper's DAPO_d / DAPO_dc: dynamic sampling, token-level loss, (clip-higher), no KL"
     if variant not in ('d', 'dc'): raise ValueError(f"dapo_config: variant={variant!r}; accepted 'd' (dynamic sampling) or 'dc' (+ clip-higher)")
     extra = dict(loss_type='dapo', epsilon=eps_low, epsilon_high=eps_high if variant == 'dc' else eps_low,
-                 dynamic_sampling=True, max_gen_rounds=ds_rounds, gen_batch_prompts=gen_batch,
+                 dynamic_sampling=True, max_gen_rounds=ds_rounds, skip_prob=ds_skip, gen_batch_prompts=gen_batch,
                  mask_truncated_completions=mask_truncated, updates=updates)
     return DAPOConfig(**_common(output_dir, lr, batch, group_size, steps, max_new_tokens, temperature, micro_batch, seed,
                                 save_every, {**extra, **kw}))
@@ -124,12 +126,16 @@ def dapo_config(output_dir,  # where checkpoints go (the run's checkpoints/ fold
 # %% ../nbs/11_rl.ipynb #3eec90c0
 class DAPOTrainer(GRPOTrainer):
     "GRPO / DAPO on TRL's GRPOTrainer: dynamic sampling, a checkpointed prompt order, live FLOPs, divergence guard"
+    prompt_skip, _step_skipped = None, 0  # `ds_skip` off until __init__ says otherwise
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, DAPOConfig): raise TypeError("DAPOTrainer needs a DAPOConfig (see grpo_config / dapo_config)")
         if self.args.micro_batch_tokens and self.accelerator.distributed_type == 'DEEPSPEED':  # its engine owns backward and accumulation
             raise ValueError(f"DAPOTrainer: micro_batch_tokens={self.args.micro_batch_tokens} (rl_micro_tokens) is not supported under DeepSpeed; set it to 0 there")
         self.prompt_stream = PromptStream(len(self.train_dataset), seed=self.args.seed)
+        a = self.args
+        if a.dynamic_sampling and a.skip_prob: self.prompt_skip = PromptSkip(len(self.train_dataset), a.skip_prob, seed=a.seed)
+        self._round_idx = []
         self.dims = ModelDims.from_config(self.accelerator.unwrap_model(self.model).config)
         self.rl_flops, self.best_reward, self.low_reward_steps = 0.0, -math.inf, 0
         self.unstable_reason, self.unstable_step = None, None
@@ -149,8 +155,9 @@ class DAPOTrainer(GRPOTrainer):
 # %% ../nbs/11_rl.ipynb #a53f4dab
 @patch
 def _next_rows(self:DAPOTrainer, n:int)->list[dict]:
-    "This process's slice of the next n prompts, each repeated G times"
-    idx, p, w = self.prompt_stream.take(n), self.accelerator.process_index, self.accelerator.num_processes
+    "This process's slice of the next n prompts (past those `prompt_skip` skips), each repeated G times"
+    idx = self.prompt_skip.take(self.prompt_stream, n) if self.prompt_skip else self.prompt_stream.take(n)
+    self._round_idx, p, w = idx, self.accelerator.process_index, self.accelerator.num_processes
     rows = [self.train_dataset[i] for i in idx[p*n//w:(p+1)*n//w]]
     return [r for r in rows for _ in range(self.num_generations)]
 
@@ -173,10 +180,13 @@ def _generate_and_score_completions(self:DAPOTrainer, inputs):
     nproc, rank = self.accelerator.num_processes, self.accelerator.process_index
     quota, rounds = a.train_prompts // nproc, (a.max_gen_rounds if a.dynamic_sampling else 1)
     kept, n_kept, dropped, rewards, self._round_seq_lens = [], 0, 0, [], []
+    skip = self.prompt_skip
+    skipped0 = skip.skipped if skip else 0
     for k in range(1, rounds + 1):
         out, grp = self._generate_round(self._next_rows(a.round_prompts))
         rewards.append(grp)
         informative = grp.amax(1) > grp.amin(1) if a.dynamic_sampling else torch.ones(len(grp), dtype=torch.bool)
+        if skip: skip.update(self._round_idx, informative.tolist())  # the global draw, in the order of the gathered groups
         dropped += int((~informative).sum())
         local = informative.view(nproc, -1)[rank].nonzero().flatten()[:quota - n_kept]
         kept.append(select_groups(out, local, G)); n_kept += len(local)
@@ -184,6 +194,7 @@ def _generate_and_score_completions(self:DAPOTrainer, inputs):
     batch = concat_rows(kept, self._tokenizer.pad_token_id)
     mask = batch['completion_mask'] * batch['tool_mask'] if 'tool_mask' in batch else batch['completion_mask']
     batch['num_items_in_batch'] = self.accelerator.gather(mask.sum()).sum()
+    self._step_skipped = (skip.skipped - skipped0) if skip else 0
     self._log_step(k, int(self.accelerator.gather(torch.tensor([n_kept], device=mask.device)).sum()), dropped, torch.cat(rewards))
     return batch
 
@@ -200,6 +211,7 @@ def _log_step(self:DAPOTrainer, k:int, n_kept:int, dropped:int, rewards:torch.Te
     m = self._metrics['train']
     for key,v in {'ds/rounds': k, 'ds/groups_kept': n_kept, 'ds/groups_dropped': dropped,
                   'ds/groups_surplus': k * a.round_prompts - n_kept - dropped, 'ds/filled': float(n_kept == a.train_prompts),
+                  'ds/skipped': self._step_skipped,
                   'rl/reward_all': reward, 'rl/seq_len': S, 'rl/flops': flops, 'exaflops': self.rl_flops / EXA}.items():
         m[key].append(float(v))
     self._check_collapse(reward)
@@ -289,12 +301,13 @@ def _grads_finite(model)->bool:
 def rl_state(self:DAPOTrainer)->dict:
     "What a resumed run needs besides the Trainer's checkpoint"
     return dict(prompt_stream=self.prompt_stream.state_dict(), rl_flops=self.rl_flops, best_reward=self.best_reward,
-                low_reward_steps=self.low_reward_steps)
+                low_reward_steps=self.low_reward_steps, **({'prompt_skip': self.prompt_skip.state_dict()} if self.prompt_skip else {}))
 
 @patch
 def load_rl_state(self:DAPOTrainer, st:dict):
     "Restore what `rl_state` saved (subclasses extend both)"
     self.prompt_stream.load_state_dict(st['prompt_stream'])
+    if self.prompt_skip and 'prompt_skip' in st: self.prompt_skip.load_state_dict(st['prompt_skip'])
     self.rl_flops, self.best_reward, self.low_reward_steps = st['rl_flops'], st['best_reward'], st['low_reward_steps']
 
 @patch
@@ -337,7 +350,7 @@ def _rl_args(run:Run, s:RLSpec, algo:str, variant:str, engine:str,  # the run, i
                   **trl_engine_kwargs(engine), **kw)
     if algo == 'dapo':
         return dapo_config(run.ckpt_dir, variant, gen_batch=s.gen_batch, eps_low=s.eps_low, eps_high=s.eps_high, ds_rounds=s.ds_rounds,
-                           mask_truncated=mask_truncated, **common)
+                           ds_skip=s.ds_skip, mask_truncated=mask_truncated, **common)
     return grpo_config(run.ckpt_dir, eps=s.eps_low, mask_truncated_completions=mask_truncated, **common)
 
 # %% ../nbs/11_rl.ipynb #1f7ce745
