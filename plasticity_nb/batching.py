@@ -38,7 +38,7 @@ class PromptStream:
         if d['n'] != self.n: raise ValueError(f"PromptStream: checkpoint was made with {d['n']} prompts, this run has {self.n}")
         self.seed, self.epoch, self.pos = d['seed'], d['epoch'], d['pos']
 
-# %% ../nbs/11a_batching.ipynb #32bb21ea
+# %% ../nbs/11a_batching.ipynb #5fc68799
 class PromptSkip:
     "Pre-rollout filtering of prompts whose recent groups had all-equal rewards (GRESO): skip with probability 1 - (1 - p)^z, at most `cap`"
     def __init__(self, n:int,  # prompts in the RL set
