@@ -1,0 +1,75 @@
+"""A recipe change measured on one data set's RL branches, against the same branches of a finished registry.
+
+The branches are trained under `--set key=value` overrides into a scratch registry whose base, world and SFT runs are
+links to the reference registry's (so only the RL branches train); then, per branch, the generation each drew
+(rounds, groups kept / dropped / skipped a step, exaFLOPs, CPU-seconds a step by the run's own clock) and what it
+learned (scores at the branch point, last, mean of steps >= 150, the fitted A_post and PL_rl) are printed beside the
+reference run's. CPU-seconds compare only runs trained with the same thread layout; the rounds and FLOPs always do.
+
+    python bench/branch_ab.py --dataset s1k --set ds_skip=0.5 --ref runs --scratch /tmp/ab [--settings settings.ini]
+"""
+import argparse, json, statistics as st
+from pathlib import Path
+from plasticity_nb.config import load_profile, find_settings
+from plasticity_nb import experiments as E, analysis as A
+
+def _value(s:str):
+    "A --set value as the settings file would type it: int, float, else the string"
+    for t in (int, float):
+        try: return t(s)
+        except ValueError: pass
+    return s
+
+def branch_stats(run:Path)->dict:
+    "What one finished RL branch drew and scored, from its metrics.jsonl and DONE"
+    rows = [json.loads(l) for l in open(run/'metrics.jsonl')]
+    tr, ev = [r for r in rows if r.get('event') == 'train'], [r for r in rows if r.get('event') == 'eval']
+    done, m = json.loads((run/'DONE').read_text()), lambda k: st.mean(r.get(k, 0) for r in tr)
+    late = [e['scores']['overall'] for e in ev if e['step'] >= 150] or [ev[-1]['scores']['overall']]
+    return dict(rounds=m('ds/rounds'), kept=m('ds/groups_kept'), dropped=m('ds/groups_dropped'), skipped=m('ds/skipped'),
+                exaflops=tr[-1]['exaflops'], cpu_s_step=done.get('cpu_seconds_per_step', float('nan')),
+                start=ev[0]['scores']['overall'], last=ev[-1]['scores']['overall'], late_mean=st.mean(late))
+
+def branches(reg:Path, sft_run:str)->dict:
+    "{branch step: run folder} of the finished RL branches of `sft_run` in a registry"
+    out = {}
+    for d in reg.glob('rl-*'):
+        if not (d/'DONE').exists(): continue
+        o = json.loads((d/'config.json').read_text()).get('origin', {})
+        if o.get('sft_run') == sft_run: out[o['branch_step']] = d
+    return out
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--dataset', required=True, help="an own-run data set: full, s1k, easy, uniform, hard")
+    ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='a settings override (repeatable)')
+    ap.add_argument('--ref', required=True, help='the reference registry, holding the finished base, SFT and branches')
+    ap.add_argument('--scratch', required=True, help='registry for the new branches (created; links to --ref for the rest)')
+    ap.add_argument('--settings', default=None); ap.add_argument('--profile', default='tiny-full')
+    ap.add_argument('--branches', type=int, default=2)
+    a = ap.parse_args()
+    over = dict(kv.split('=', 1) for kv in a.set)
+    ref, scratch = Path(a.ref).resolve(), Path(a.scratch).resolve()
+    scratch.mkdir(parents=True, exist_ok=True)
+    for d in ref.iterdir():  # everything but the RL-like runs, so that only the branches train
+        if d.name.split('-')[0] in ('base', 'sft', 'world') and not (scratch/d.name).exists(): (scratch/d.name).symlink_to(d)
+    path = a.settings or find_settings()
+    prof_ref = load_profile(a.profile, path=path, runs=str(ref))
+    prof = load_profile(a.profile, path=path, runs=str(scratch), **{k: _value(v) for k, v in over.items()})
+    fits = {}
+    for name, p in (('reference', prof_ref), (' '.join(a.set) or 'same', prof)):
+        c = E.sequential(p, a.dataset, branches=a.branches, pure_rl=False)
+        fits[name] = A.fit_curves(c).set_index('ckpt')
+    sft_run = next(iter(json.loads(d.read_text())['origin']['sft_run'] for d in scratch.glob('rl-*/config.json')))
+    old, new = branches(ref, sft_run), branches(scratch, sft_run)
+    cols = 'rounds kept dropped skipped exaflops cpu_s_step start last late_mean'.split()
+    print(f"{a.dataset} branches of {sft_run}; reference {ref}, new {scratch} ({' '.join(a.set)})")
+    print(f"{'branch':>6} {'run':<12} " + ' '.join(f'{c:>10}' for c in cols) + f" {'A_post':>7} {'PL_rl':>6}")
+    for step in sorted(set(old) & set(new)):
+        for (name, f), reg in zip(fits.items(), (old, new)):
+            s, fit = branch_stats(reg[step]), f.loc[step]
+            print(f"{step:>6} {name[:12]:<12} " + ' '.join(f'{s[c]:>10.3g}' for c in cols) + f" {fit.a_post:>7.2f} {fit.pl_rl:>6.2f}")
+        o, n = branch_stats(old[step]), branch_stats(new[step])
+        print(f"{step:>6} {'new / ref':<12} " + ' '.join(f'{(n[c] / o[c] if o[c] else float("nan")):>10.2f}' for c in cols))
+
+if __name__ == '__main__': main()
