@@ -28,6 +28,7 @@ class Planned:
     hours: float = float('nan')  # GPU-hours (real profiles) or CPU-hours (tiny)
     figures: list = field(default_factory=list)
     measured: bool = False  # hours: a finished run's own CPU clock (`_seconds`), not an estimate
+    key: tuple = ()  # a run whose folder is not known yet: what identifies it (a branch: the SFT run it waits for, its number)
 
 # %% ../nbs/35_plan.ipynb #80449bf9
 def model_dims(prof:Profile)->flops.ModelDims:
@@ -145,7 +146,7 @@ def plan_sequential(prof:Profile, dataset:str, branches, pure_rl:bool, fig:str, 
     else:
         after = out[-1 - pure_rl].run or f'SFT on {dataset}'
         out += [Planned('rl', f'DAPO branch {i + 1} of {n} from SFT on {dataset}', 'rl', '', f'after {after}',
-                        run_exaflops(prof, 'rl', 0), figures=[fig]) for i in range(n)]
+                        run_exaflops(prof, 'rl', 0), figures=[fig], key=('rl', after, i + 1)) for i in range(n)]
     return out
 
 # %% ../nbs/35_plan.ipynb #42f84ead
@@ -208,9 +209,9 @@ def _data_here(prof)->bool:
     except FileNotFoundError: return False
 
 def _key(r:Planned):
-    """A planned run's identity: its folder; else what it waits for (its SFT run) and, for a branch, its number there:
-    branch k of 1 from an SFT run is one of that run's k of 2 (the regimes' picks nest), and two families' SFT runs differ"""
-    return r.run or (r.stage, r.status, r.what.split(' of ')[0])
+    """A planned run's identity: its folder; else its `key` (a branch: its SFT run and its number there, since branch k of 1
+    from an SFT run is one of that run's k of 2: the regimes' picks nest; two families' SFT runs differ); else its description"""
+    return r.run or r.key or (r.stage, r.status, r.what)
 
 def plan_batch(prof:Profile, only=None)->list[Planned]:
     "Every run the profile's batch (or the figures in `only`) would ask for, each once"
