@@ -10,15 +10,8 @@ reference run's. CPU-seconds compare only runs trained with the same thread layo
 """
 import argparse, json, statistics as st
 from pathlib import Path
-from plasticity_nb.config import load_profile, find_settings
+from plasticity_nb.config import load_profile, find_settings, SettingsError
 from plasticity_nb import experiments as E, analysis as A
-
-def _value(s:str):
-    "A --set value as the settings file would type it: int, float, else the string"
-    for t in (int, float):
-        try: return t(s)
-        except ValueError: pass
-    return s
 
 def branch_stats(run:Path)->dict:
     "What one finished RL branch drew and scored, from its metrics.jsonl and DONE"
@@ -30,15 +23,6 @@ def branch_stats(run:Path)->dict:
                 exaflops=tr[-1]['exaflops'], cpu_s_step=done.get('cpu_seconds_per_step', float('nan')),
                 start=ev[0]['scores']['overall'], last=ev[-1]['scores']['overall'], late_mean=st.mean(late))
 
-def branches(reg:Path, sft_run:str)->dict:
-    "{branch step: run folder} of the finished RL branches of `sft_run` in a registry"
-    out = {}
-    for d in reg.glob('rl-*'):
-        if not (d/'DONE').exists(): continue
-        o = json.loads((d/'config.json').read_text()).get('origin', {})
-        if o.get('sft_run') == sft_run: out[o['branch_step']] = d
-    return out
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--dataset', required=True, help="an own-run data set: full, s1k, easy, uniform, hard")
@@ -48,20 +32,24 @@ def main():
     ap.add_argument('--settings', default=None); ap.add_argument('--profile', default='tiny-full')
     ap.add_argument('--branches', type=int, default=2)
     a = ap.parse_args()
-    over = dict(kv.split('=', 1) for kv in a.set)
+    bad = [kv for kv in a.set if '=' not in kv]
+    if bad: ap.error(f"--set {bad[0]!r}: expected KEY=VALUE, e.g. --set ds_skip=0.5")
+    over = dict(kv.split('=', 1) for kv in a.set)  # typed and checked by load_profile, as the settings file would be
     ref, scratch = Path(a.ref).resolve(), Path(a.scratch).resolve()
     scratch.mkdir(parents=True, exist_ok=True)
     for d in ref.iterdir():  # everything but the RL-like runs, so that only the branches train
         if d.name.split('-')[0] in ('base', 'sft', 'world') and not (scratch/d.name).exists(): (scratch/d.name).symlink_to(d)
     path = a.settings or find_settings()
-    prof_ref = load_profile(a.profile, path=path, runs=str(ref))
-    prof = load_profile(a.profile, path=path, runs=str(scratch), **{k: _value(v) for k, v in over.items()})
-    fits = {}
+    try: prof_ref, prof = load_profile(a.profile, path=path, runs=str(ref)), load_profile(a.profile, path=path, runs=str(scratch), **over)
+    except SettingsError as e: ap.error(str(e))
+    fits, runs = {}, []
     for name, p in (('reference', prof_ref), (' '.join(a.set) or 'same', prof)):
         c = E.sequential(p, a.dataset, branches=a.branches, pure_rl=False)
         fits[name] = A.fit_curves(c).set_index('ckpt')
-    sft_run = next(iter(json.loads(d.read_text())['origin']['sft_run'] for d in scratch.glob('rl-*/config.json')))
-    old, new = branches(ref, sft_run), branches(scratch, sft_run)
+        rl = c[c.stage == 'rl'].groupby('branch_step').run.first()  # {branch step: run id} of this registry's branches
+        runs.append({int(k): Path(p['runs'])/v for k, v in rl.items()})
+    old, new = runs
+    sft_run = c[c.stage == 'sft'].run.iloc[0]
     cols = 'rounds kept dropped skipped exaflops cpu_s_step start last late_mean'.split()
     print(f"{a.dataset} branches of {sft_run}; reference {ref}, new {scratch} ({' '.join(a.set)})")
     print(f"{'branch':>6} {'run':<12} " + ' '.join(f'{c:>10}' for c in cols) + f" {'A_post':>7} {'PL_rl':>6}")

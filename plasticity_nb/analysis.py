@@ -238,7 +238,8 @@ def data_claims(seq:pd.DataFrame,  # rows with dataset, a_post, a_post_se (e.g. 
                               low.a_post - s1.a_post, combined_se(low.a_post_se, s1.a_post_se)))
     if {'easy', 'uniform', 'hard'} <= set(by):
         e, u, h = by['easy'], by['uniform'], by['hard']
-        hi, lo = min([(h, u), (u, e)], key=lambda p: p[0].a_post - p[1].a_post)  # the order's weaker step
+        t = lambda p: (p[0].a_post - p[1].a_post) / combined_se(p[0].a_post_se, p[1].a_post_se)
+        hi, lo = min([(h, u), (u, e)], key=t)  # the order's weaker step, in SEs: both pass 2 SE exactly when it does
         rows.append(claim_row(f'claim: at equal size, harder data gives a higher ceiling: Hard > Uniform > Easy ({what}; effect: the weaker step)',
                               f'{h.a_post:.1f} / {u.a_post:.1f} / {e.a_post:.1f}; weaker step {hi.dataset} - {lo.dataset}', pub['harder_data'],
                               hi.a_post - lo.a_post, combined_se(hi.a_post_se, lo.a_post_se), partly=h.a_post > e.a_post))

@@ -68,7 +68,7 @@ class PromptSkip:
 
     def update(self, idx, informative):
         "After a round: each drawn prompt's count of consecutive all-equal groups grows by one, or resets to 0"
-        for i, inf in zip(idx, informative): self.z[i] = 0 if inf else self.z[i] + 1
+        for i, inf in zip(idx, informative, strict=True): self.z[i] = 0 if inf else self.z[i] + 1
 
     def state_dict(self)->dict: return dict(n=self.n, z=self.z.tolist(), draws=self.draws, skipped=self.skipped)
     def load_state_dict(self, d:dict):
