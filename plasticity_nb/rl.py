@@ -136,8 +136,7 @@ class DAPOTrainer(GRPOTrainer):
         if self.args.micro_batch_tokens and self.accelerator.distributed_type == 'DEEPSPEED':  # its engine owns backward and accumulation
             raise ValueError(f"DAPOTrainer: micro_batch_tokens={self.args.micro_batch_tokens} (rl_micro_tokens) is not supported under DeepSpeed; set it to 0 there")
         self.prompt_stream = PromptStream(len(self.train_dataset), seed=self.args.seed)
-        a = self.args
-        if a.dynamic_sampling and a.skip_prob: self.prompt_skip = PromptSkip(len(self.train_dataset), a.skip_prob, seed=a.seed)
+        if self.args.skip_prob: self.prompt_skip = PromptSkip(len(self.train_dataset), self.args.skip_prob, seed=self.args.seed)  # DAPOConfig: only with dynamic sampling
         self._round_idx = []
         self.dims = ModelDims.from_config(self.accelerator.unwrap_model(self.model).config)
         self.rl_flops, self.best_reward, self.low_reward_steps = 0.0, -math.inf, 0
