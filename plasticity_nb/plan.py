@@ -246,7 +246,8 @@ def format_plan(rows:list[Planned], prof:Profile)->str:
     left = [r for r in rows if r.status not in ('done', 'unstable')]
     priced = [r for r in left if r.hours == r.hours]  # NaN: no rate for the run's kind
     h = sum(r.hours for r in priced)
-    wall = f", about {h / cores:.3g} h on this machine's {cores} cores" if unit == 'CPU-h' and (cores := os.cpu_count() or 1) > 1 else ''
+    wall = (f", at least {h / cores:.3g} h on this machine's {cores} cores (all of them training throughout; a lone training gets about 1.2x from a second thread, bench/RESULTS.md)"
+            if unit == 'CPU-h' and (cores := os.cpu_count() or 1) > 1 else '')
     basis = ('the rate finished runs achieved here, else on the reference machine of bench/cpu_rates.json' if unit == 'CPU-h'
              else "one GPU's measured throughput, bench/results.json")
     why = (f"no finished run here and no rate recorded for {prof['name']!r} in bench/cpu_rates.json" if unit == 'CPU-h'
