@@ -8,16 +8,16 @@ reference run's. CPU-seconds compare only runs trained with the same thread layo
 
     python bench/branch_ab.py --dataset s1k --set ds_skip=0.5 --ref runs --scratch /tmp/ab [--settings settings.ini]
 """
-import argparse, json, statistics as st
+import argparse, statistics as st
 from pathlib import Path
 from plasticity_nb.config import load_profile, find_settings, SettingsError
-from plasticity_nb import experiments as E, analysis as A
+from plasticity_nb import experiments as E, analysis as A, runs as R
 
-def branch_stats(run:Path)->dict:
-    "What one finished RL branch drew and scored, from its metrics.jsonl and DONE"
-    rows = [json.loads(l) for l in open(run/'metrics.jsonl')]
-    tr, ev = [r for r in rows if r.get('event') == 'train'], [r for r in rows if r.get('event') == 'eval']
-    done, m = json.loads((run/'DONE').read_text()), lambda k: st.mean(r.get(k, 0) for r in tr)
+def branch_stats(path:Path)->dict:
+    "What one finished RL branch drew and scored, from its metrics and summary"
+    run = R.Run(path)
+    tr, ev = [r for r in run.read_metrics() if r.get('event') == 'train'], R.eval_rows(run)
+    done, m = run.summary(), lambda k: st.mean(r.get(k, 0) for r in tr)
     late = [e['scores']['overall'] for e in ev if e['step'] >= 150] or [ev[-1]['scores']['overall']]
     return dict(rounds=m('ds/rounds'), kept=m('ds/groups_kept'), dropped=m('ds/groups_dropped'), skipped=m('ds/skipped'),
                 exaflops=tr[-1]['exaflops'], cpu_s_step=done.get('cpu_seconds_per_step', float('nan')),

@@ -48,7 +48,6 @@ class DAPOConfig(GRPOConfig):
             raise ValueError(f"DAPOConfig: micro_batch_tokens={self.micro_batch_tokens} needs loss_type in {self._split_losses} (a loss whose micro-batches add up as intended), got {self.loss_type!r}")
         if self.micro_batch_tokens < 0: raise ValueError(f"DAPOConfig: micro_batch_tokens={self.micro_batch_tokens} must be >= 0 (0: one micro-batch)")
         if self.max_gen_rounds < 1: raise ValueError(f"DAPOConfig: max_gen_rounds={self.max_gen_rounds} must be >= 1")
-        if not 0 <= self.skip_prob < 1: raise ValueError(f"DAPOConfig: skip_prob={self.skip_prob} (ds_skip); accepted 0 <= skip_prob < 1")
         if self.skip_prob and not self.dynamic_sampling:
             raise ValueError(f"DAPOConfig: skip_prob={self.skip_prob} (ds_skip) needs dynamic_sampling=True (DAPO); GRPO keeps every group")
         b = self.gen_batch_prompts or self.train_prompts
